@@ -1,0 +1,36 @@
+# Set-up and the main jobs. Every target creates .venv and installs what it needs first.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+
+.PHONY: install test lint format demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check regimen tests benchmarks
+	$(BIN)/ruff format --check regimen tests benchmarks
+
+format: install
+	$(BIN)/ruff format regimen tests benchmarks
+	$(BIN)/ruff check --fix regimen tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q tests
+
+demo: install
+	$(BIN)/regimen --help
+	$(BIN)/regimen print-config training_config/digits.jsonnet -o '{"trainer.num_epochs": 5}'
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

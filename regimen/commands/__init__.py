@@ -1,0 +1,48 @@
+"""The command line: ``regimen COMMAND ...``, one registered Subcommand per command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from regimen.commands import print_config  # noqa: F401  (registers the command)
+from regimen.commands.subcommand import Subcommand
+from regimen.registry import ConfigurationError, import_plugins
+
+EXIT_CONFIGURATION_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered Subcommand."""
+    parser = argparse.ArgumentParser(prog="regimen", description="Train PyTorch models from Jsonnet experiment files.")
+    from regimen import __version__
+
+    parser.add_argument("--version", action="version", version=f"regimen {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in sorted(Subcommand.list_available()):
+        Subcommand.by_name(name)().add_subparser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; a ConfigurationError prints one message and exits with status 2."""
+    logging.basicConfig(
+        level=os.environ.get("REGIMEN_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import_plugins()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "func"):
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except ConfigurationError as error:
+        if os.environ.get("REGIMEN_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"regimen: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION_ERROR

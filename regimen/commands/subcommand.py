@@ -1,0 +1,20 @@
+"""Subcommand: the registrable base of ``regimen`` commands, so a plugin can add its own."""
+
+from __future__ import annotations
+
+import argparse
+
+from regimen.registry import Registrable
+
+
+class Subcommand(Registrable):
+    """One ``regimen NAME ...`` command. Register with ``@Subcommand.register("name")``.
+
+    ``add_subparser`` adds the command's arguments and sets ``func`` (called with the parsed args; its return
+    value is the exit status).
+    """
+
+    description: str = ""
+
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        raise NotImplementedError  # abstract: every command defines its arguments

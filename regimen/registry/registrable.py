@@ -1,0 +1,121 @@
+"""Registrable: base classes that keep named implementations, chosen in a config by ``"type"``."""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from regimen.registry.errors import ConfigurationError, unknown_name_message
+from regimen.registry.from_params import FromParams
+from regimen.registry.params import Params
+from regimen.registry.values import to_str
+
+_T = TypeVar("_T")
+
+_PLUGIN_HINT = (
+    "if it is defined in your own package, load it with --include-package PACKAGE "
+    "or list the module in a .regimen_plugins file"
+)
+
+
+class Registrable(FromParams):
+    """A base class whose subclasses register under names: ``@Model.register("mlp_classifier")``.
+
+    A config picks one with ``{"type": "mlp_classifier", ...}`` (or the bare string ``"mlp_classifier"``, or a
+    dotted import path ``"my_pkg.models.MyModel"``); without ``type`` the base's ``default_implementation`` is
+    built. Names are kept per base class.
+    """
+
+    # The registry is the one piece of module-level mutable state regimen has: base class -> name -> entry.
+    _registry: ClassVar[dict[type, dict[str, tuple[Any, str | None]]]] = defaultdict(dict)
+    default_implementation: ClassVar[str | None] = None
+
+    @classmethod
+    def register(cls, name: str, constructor: str | None = None, exist_ok: bool = False) -> Callable[[_T], _T]:
+        """Decorator registering a class under ``name`` for this base.
+
+        ``constructor`` names a classmethod to build it with instead of ``__init__`` (``"from_partial_objects"``).
+        Registering a name twice is an error unless ``exist_ok``. The class need not be a FromParams: a torch
+        class registered here is built from its keyword arguments.
+        """
+        registry = Registrable._registry[cls]
+
+        def add(subclass: _T) -> _T:
+            if name in registry and not exist_ok:
+                existing = registry[name][0]
+                raise ConfigurationError(
+                    f'cannot register {_qualified(subclass)} as {cls.__name__} "{name}": the name is already '
+                    f"taken by {_qualified(existing)} (pass exist_ok=True to replace it)"
+                )
+            if constructor is not None and not callable(getattr(subclass, constructor, None)):
+                raise ConfigurationError(f"{_qualified(subclass)} has no constructor method {constructor!r}")
+            registry[name] = (subclass, constructor)
+            return subclass
+
+        return add
+
+    @classmethod
+    def list_available(cls) -> list[str]:
+        """The registered names, the default implementation first."""
+        names = list(Registrable._registry.get(cls, {}))
+        default = cls.default_implementation
+        if default is not None and default in names:
+            names.remove(default)
+            names.insert(0, default)
+        return names
+
+    @classmethod
+    def is_registered(cls, name: str) -> bool:
+        return name in Registrable._registry.get(cls, {})
+
+    @classmethod
+    def resolve_class_name(cls, name: str, path: str | None = None) -> tuple[Any, str | None]:
+        """``(implementation, constructor method name or None)`` for a registered name or a dotted path."""
+        registry = Registrable._registry.get(cls, {})
+        if name in registry:
+            return registry[name]
+        if "." in name:
+            return _import_dotted(name, path), None
+        message = unknown_name_message(f"{cls.__name__} type", name, cls.list_available())
+        raise ConfigurationError(f"{message}; {_PLUGIN_HINT}", path)
+
+    @classmethod
+    def by_name(cls, name: str) -> Callable[..., Any]:
+        """The callable that builds the implementation registered as ``name``."""
+        implementation, constructor = cls.resolve_class_name(name)
+        return getattr(implementation, constructor) if constructor else implementation
+
+    @classmethod
+    def _choose_implementation(cls, params: Params) -> tuple[Any, str | None] | None:
+        if cls not in Registrable._registry:
+            if Registrable in cls.__bases__:
+                raise ConfigurationError(
+                    f"no {cls.__name__} implementations are registered; {_PLUGIN_HINT}", params.path or None
+                )
+            return None
+        path = params.path_of("type")
+        if "type" in params:
+            name = to_str(params.pop("type"), path)
+        elif cls.default_implementation is not None:
+            name = cls.default_implementation
+        else:
+            choices = ", ".join(cls.list_available())
+            raise ConfigurationError(f"missing required key (choose a {cls.__name__} type: {choices})", path)
+        return cls.resolve_class_name(name, path)
+
+
+def _import_dotted(name: str, path: str | None) -> Any:
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(f'cannot import module "{module_name}" for type "{name}": {error}', path) from None
+    if not hasattr(module, attribute):
+        raise ConfigurationError(f'module "{module_name}" has no attribute "{attribute}"', path)
+    return getattr(module, attribute)
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
