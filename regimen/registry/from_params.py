@@ -157,8 +157,9 @@ def _pop_argument(owner: Any, name: str, annotation: Any, default: Any, params: 
 def constructor_parameters(constructor: Callable[..., Any], owner: Any) -> tuple[dict[str, tuple[Any, Any]], bool]:
     """``{name: (annotation, default)}`` of a constructor, and whether it passes unknown keys through.
 
-    A ``**kwargs`` parameter pulls in the parameters of the first FromParams superclass of ``owner``; a class
-    that is not FromParams and takes ``**kwargs`` receives the remaining config keys as they are.
+    A ``**kwargs`` parameter of ``__init__`` pulls in the parameters of the first FromParams superclass of
+    ``owner``; ``**kwargs`` of a classmethod constructor pulls in ``owner.__init__``'s; a class that is not
+    FromParams and takes ``**kwargs`` receives the remaining config keys as they are.
     """
     try:
         signature = inspect.signature(constructor)
@@ -177,6 +178,10 @@ def constructor_parameters(constructor: Callable[..., Any], owner: Any) -> tuple
             parameters[parameter.name] = (annotation, parameter.default)
     if not takes_kwargs:
         return parameters, False
+    if isinstance(owner, type) and constructor is not owner and constructor is not owner.__init__:
+        # A classmethod constructor (``from_partial_objects``) hands its ``**kwargs`` on to ``cls(...)``.
+        inherited, passthrough = constructor_parameters(owner, owner)
+        return {**inherited, **parameters}, passthrough
     superclass = _first_from_params_superclass(owner)
     if superclass is None:
         return parameters, True

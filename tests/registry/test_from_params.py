@@ -419,3 +419,26 @@ def test_union_of_registered_and_scalar():
 
     assert build({"value": 2}, Wrapper).value == 2.0
     assert isinstance(build({"value": {"type": "leaky_relu"}}, Wrapper).value, LeakyRelu)
+
+
+class TwoPhase(Registrable):
+    pass
+
+
+@TwoPhase.register("two_phase", constructor="from_partial_objects")
+class TwoPhaseImpl(TwoPhase):
+    def __init__(self, optimizer: Optim, num_epochs: int = 20, patience: int | None = None) -> None:
+        self.optimizer, self.num_epochs, self.patience = optimizer, num_epochs, patience
+
+    @classmethod
+    def from_partial_objects(cls, model: list, optimizer: Lazy[Optim] = Lazy(Optim), **kwargs: Any) -> TwoPhaseImpl:
+        return cls(optimizer.construct(model_parameters=model), **kwargs)
+
+
+def test_kwargs_of_a_classmethod_constructor_are_the_init_parameters():
+    built = build({"type": "two_phase", "num_epochs": 3, "optimizer": "adam"}, TwoPhase, "trainer", model=[1])
+    assert (built.num_epochs, built.patience, type(built.optimizer)) == (3, None, Adam)
+    with pytest.raises(ConfigurationError, match=r'^trainer.patiense: unknown key "patiense"; did you mean "patience"'):
+        build({"type": "two_phase", "patiense": 3}, TwoPhase, "trainer", model=[1])
+    with pytest.raises(ConfigurationError, match=r"^trainer.num_epochs: expected int"):
+        build({"type": "two_phase", "num_epochs": "x"}, TwoPhase, "trainer", model=[1])

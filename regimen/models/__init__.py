@@ -1,0 +1,6 @@
+"""Models: the Model base class and the built-in models."""
+
+from regimen.models.mlp_classifier import MlpClassifier
+from regimen.models.model import Model
+
+__all__ = ["MlpClassifier", "Model"]

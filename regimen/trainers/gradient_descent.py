@@ -1,0 +1,537 @@
+"""GradientDescentTrainer: the training loop. When things happen is here; how they happen is in each component."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from regimen.data import DataLoader
+from regimen.models import Model
+from regimen.registry import ConfigurationError, Lazy
+from regimen.registry.params import write_json_atomically
+from regimen.trainers.callbacks import ConsoleLoggerCallback, TrainerCallback
+from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
+from regimen.trainers.lr_schedulers import LearningRateScheduler
+from regimen.trainers.memory import peak_memory_mb
+from regimen.trainers.metric_tracker import MetricTracker
+from regimen.trainers.momentum_schedulers import MomentumScheduler
+from regimen.trainers.moving_average import MovingAverage
+from regimen.trainers.optimizers import Optimizer
+from regimen.trainers.progress import Progress
+from regimen.trainers.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@Trainer.register("gradient_descent", constructor="from_partial_objects")
+class GradientDescentTrainer(Trainer):
+    """Trains a model by gradient descent over the batches of a data loader, validating as it goes.
+
+    Registered as a `Trainer` with name "gradient_descent" (the default).
+
+    Config keys (the experiment supplies `model`, `data_loader`, `validation_data_loader` and
+    `serialization_dir`):
+    - `num_epochs` (int, 20): epochs to train; `num_steps` (int, null) instead trains for that many optimizer steps.
+    - `patience` (int, null): stop after this many validations without strict improvement.
+    - `validation_metric` (str or list[str], "-loss"): "+name" / "-name" for higher / lower is better; a list is
+      summed.
+    - `validate_every_num_epochs` (int, 1) or `validate_every_num_steps` (int, null): when to validate.
+    - `optimizer` (Optimizer, "adam"), `learning_rate_scheduler` (LearningRateScheduler, null),
+      `momentum_scheduler` (MomentumScheduler, null), `moving_average` (MovingAverage, null).
+    - `callbacks` (list[TrainerCallback], []), `batch_callbacks` / `epoch_callbacks` (AllenNLP 1.x, []),
+      `enable_default_callbacks` (bool, true: adds `console_logger`).
+    - `num_gradient_accumulation_steps` (int, 1): batches per optimizer step; a final partial group still steps.
+    - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
+    - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
+    - `use_amp` (bool, false) with `amp_dtype` ("float16" | "bfloat16", float16 on CUDA and bfloat16 on CPU);
+      `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP.
+    - `no_grad` (list[str], []): regexes of parameters to freeze.
+    - `cuda_device` (int, null: the first CUDA device if there is one, else the CPU; -1: the CPU).
+    - `compile` (bool, false): run the model through `torch.compile`.
+    - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: periodic plain lines instead of a bar).
+    - `checkpointer`: reserved for checkpoint settings (see the README).
+    - `run_confidence_checks` (bool, false): accepted from AllenNLP configs; logs a note.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        optimizer: torch.optim.Optimizer,
+        data_loader: DataLoader,
+        patience: int | None = None,
+        validation_metric: str | list[str] = "-loss",
+        validation_data_loader: DataLoader | None = None,
+        num_epochs: int = 20,
+        num_steps: int | None = None,
+        validate_every_num_epochs: int = 1,
+        validate_every_num_steps: int | None = None,
+        serialization_dir: str | None = None,
+        cuda_device: int | None = None,
+        grad_norm: float | bool | None = None,
+        grad_clipping: float | None = None,
+        learning_rate_scheduler: LearningRateScheduler | None = None,
+        momentum_scheduler: MomentumScheduler | None = None,
+        moving_average: MovingAverage | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        num_gradient_accumulation_steps: int = 1,
+        use_amp: bool = False,
+        amp_dtype: Literal["float16", "bfloat16"] | None = None,
+        compile: bool = False,
+        progress_bar: bool = True,
+        file_friendly_logging: bool = False,
+        enable_default_callbacks: bool = True,
+        run_confidence_checks: bool = False,
+        distributed: bool = False,
+        local_rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(serialization_dir, cuda_device, distributed, local_rank, world_size)
+        _check_positive(num_epochs=num_epochs, validate_every_num_epochs=validate_every_num_epochs)
+        _check_positive(num_steps=num_steps, validate_every_num_steps=validate_every_num_steps)
+        _check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps)
+        if grad_clipping is not None and grad_clipping <= 0:
+            raise ConfigurationError(f"must be positive, got {grad_clipping}", key="grad_clipping")
+        if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
+            raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
+        self.model = model.to(self.device)
+        self._forward = torch.compile(self.model) if compile else self.model
+        self.optimizer = optimizer
+        self.data_loader = data_loader
+        self.validation_data_loader = validation_data_loader
+        self._metric_tracker = MetricTracker(validation_metric, patience)
+        self._num_epochs = num_epochs
+        self._num_steps = num_steps
+        self._validate_every_num_epochs = validate_every_num_epochs
+        self._validate_every_num_steps = validate_every_num_steps
+        self._grad_norm = grad_norm
+        self._grad_clipping = grad_clipping
+        self._learning_rate_scheduler = learning_rate_scheduler
+        self._momentum_scheduler = momentum_scheduler
+        self._moving_average = moving_average
+        self._accumulation = num_gradient_accumulation_steps
+        self._amp_dtype = _amp_dtype(use_amp, amp_dtype, self.device)
+        self._scaler = torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None
+        self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
+        if run_confidence_checks:
+            logger.info("run_confidence_checks is accepted for AllenNLP configs; regimen runs no extra checks")
+        self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks)
+        # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
+        self._total_steps = 0
+        self._epochs_completed = 0
+        self._best_model_state: dict[str, torch.Tensor] | None = None
+        self._last_metrics: dict[str, Any] = {}
+
+    @classmethod
+    def from_partial_objects(
+        cls,
+        model: Model,
+        data_loader: DataLoader,
+        optimizer: Lazy[Optimizer] = Lazy(Optimizer),
+        learning_rate_scheduler: Lazy[LearningRateScheduler] | None = None,
+        momentum_scheduler: Lazy[MomentumScheduler] | None = None,
+        moving_average: Lazy[MovingAverage] | None = None,
+        callbacks: list[Lazy[TrainerCallback]] | None = None,
+        batch_callbacks: list[BatchCallback] | None = None,
+        epoch_callbacks: list[EpochCallback] | None = None,
+        no_grad: list[str] | None = None,
+        opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
+        serialization_dir: str | None = None,
+        **kwargs: Any,
+    ) -> GradientDescentTrainer:
+        """Build the components that need the model or the optimizer, then the trainer."""
+        defaults = _init_defaults(cls)
+        _freeze(model, no_grad or [])
+        if opt_level is not None:
+            kwargs["use_amp"] = _map_opt_level(opt_level, kwargs.get("use_amp", defaults["use_amp"]))
+        parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        built_optimizer = optimizer.construct(model_parameters=parameters)
+        num_epochs = kwargs.get("num_epochs", defaults["num_epochs"])
+        steps_per_epoch = math.ceil(len(data_loader) / kwargs.get("num_gradient_accumulation_steps", 1))
+        if kwargs.get("num_steps") is not None:
+            num_epochs = math.ceil(kwargs["num_steps"] / max(steps_per_epoch, 1))
+        schedule_extras = {
+            "optimizer": built_optimizer,
+            "num_epochs": num_epochs,
+            "num_steps_per_epoch": steps_per_epoch,
+        }
+        built_callbacks = [callback.construct(serialization_dir=serialization_dir) for callback in callbacks or []]
+        if batch_callbacks or epoch_callbacks:
+            built_callbacks.append(LegacyCallbacks(batch_callbacks or [], epoch_callbacks or []))
+        return cls(
+            model=model,
+            optimizer=built_optimizer,
+            data_loader=data_loader,
+            learning_rate_scheduler=learning_rate_scheduler and learning_rate_scheduler.construct(**schedule_extras),
+            momentum_scheduler=momentum_scheduler and momentum_scheduler.construct(optimizer=built_optimizer),
+            moving_average=moving_average and moving_average.construct(parameters=parameters),
+            callbacks=built_callbacks,
+            serialization_dir=serialization_dir,
+            **kwargs,
+        )
+
+    # ---- the run, top to bottom --------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Train until the epoch or step budget is spent or patience runs out; return the final metrics."""
+        start = time.monotonic()
+        metrics: dict[str, Any] | None = None
+        try:
+            self._call_callbacks("on_start", self, is_primary=self._primary)
+            self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
+            first_epoch = self._epochs_completed
+            while not self._finished():
+                stop_early = self._train_epoch(self._epochs_completed)
+                if stop_early:
+                    break
+            metrics = self._final_metrics(first_epoch, time.monotonic() - start)
+            self._restore_best_weights()
+            return metrics
+        finally:
+            self._progress.close()
+            self._call_callbacks(
+                "on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary
+            )
+
+    def _finished(self) -> bool:
+        if self._num_steps is not None:
+            return self._total_steps >= self._num_steps
+        return self._epochs_completed >= self._num_epochs
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """One pass over the training batches; returns True when training should stop early."""
+        self.model.train()
+        totals = _LossTotals()
+        bar = self._progress.start(f"epoch {epoch}", len(self.data_loader))
+        step_in_epoch = 0
+        for group in _groups(self._batches(self.data_loader, epoch), self._accumulation):
+            outputs, grad_norm = self._optimizer_step(group, epoch, step_in_epoch, totals)
+            step_in_epoch += 1
+            self._total_steps += 1
+            train_metrics = totals.metrics("training_", self.model, reset=False)
+            bar.update(len(group), train_metrics)
+            self._call_callbacks(
+                "on_batch", self, group, outputs, train_metrics, epoch, step_in_epoch, True,
+                is_primary=self._primary, batch_grad_norm=grad_norm,
+            )  # fmt: skip
+            if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
+                if self._validation_point(epoch, totals, f"step_{self._total_steps}"):
+                    return True
+            if self._num_steps is not None and self._total_steps >= self._num_steps:
+                break
+        bar.close()
+        self._epochs_completed = epoch + 1
+        if self._validate_every_num_steps is None and self._epochs_completed % self._validate_every_num_epochs == 0:
+            return self._validation_point(epoch, totals, f"epoch_{epoch}")
+        return False
+
+    def _optimizer_step(
+        self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: _LossTotals
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """Backward over each batch of the group, then unscale, clip, schedule, step, average (in that order)."""
+        outputs = []
+        for index, batch in enumerate(group):
+            output = self._run_batch(batch, for_training=True)
+            loss = output["loss"]
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"the training loss is {loss.item()} at epoch {epoch}, batch "
+                    f"{step_in_epoch * self._accumulation + index}; lower the learning rate or check the data"
+                )
+            totals.add(output)
+            scaled = loss / len(group)
+            (self._scaler.scale(scaled) if self._scaler else scaled).backward()
+            outputs.append(output)
+        if self._scaler is not None:
+            self._scaler.unscale_(self.optimizer)
+        grad_norm = self._clip_gradients()
+        if self._learning_rate_scheduler is not None:
+            self._learning_rate_scheduler.step_batch(self._total_steps + 1)
+        if self._momentum_scheduler is not None:
+            self._momentum_scheduler.step_batch(self._total_steps + 1)
+        if self._scaler is not None:
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            self.optimizer.step()
+        if self._moving_average is not None:
+            self._moving_average.apply(self._total_steps + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        return outputs, grad_norm
+
+    def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
+        """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
+        batch = _to_device(batch, self.device)
+        autocast = torch.autocast(self.device.type, self._amp_dtype) if self._amp_dtype else nullcontext()
+        with autocast:
+            output = dict(self._forward(**batch))
+        if "loss" not in output:
+            if for_training:
+                raise ValueError("the model returned no 'loss' for a training batch: does the batch hold labels?")
+            return output
+        if isinstance(output["loss"], dict):
+            output["named_losses"] = output["loss"]
+            output["loss"] = sum(output["loss"].values())
+        if for_training:
+            penalty = self.model.get_regularization_penalty()
+            if penalty is not None:
+                output["reg_loss"] = penalty
+                output["loss"] = output["loss"] + penalty
+        return output
+
+    def _clip_gradients(self) -> float | None:
+        """Rescale to ``grad_norm`` (or only measure it), then clamp values to ``grad_clipping``."""
+        grad_norm = None
+        if self._grad_norm is not None and self._grad_norm is not False:
+            parameters = [p for p in self.model.parameters() if p.grad is not None]
+            limit = float("inf") if self._grad_norm is True else float(self._grad_norm)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit))
+        if self._grad_clipping is not None:
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), self._grad_clipping)
+        return grad_norm
+
+    # ---- validation ------------------------------------------------------------------------------------------
+    def _validation_point(self, epoch: int, totals: _LossTotals, name: str) -> bool:
+        """Validate, track, schedule and report; returns True when patience has run out."""
+        metrics = totals.metrics("training_", self.model, reset=True)
+        tracked = {key.removeprefix("training_"): value for key, value in metrics.items()}
+        if self.validation_data_loader is not None:
+            validation = self._validate(epoch)
+            metrics.update({f"validation_{key}": value for key, value in validation.items()})
+            tracked = validation
+        self._metric_tracker.add_metrics(tracked, epoch)
+        if self._metric_tracker.is_best_so_far():
+            self._best_model_state = self._averaged_model_state()
+            metrics.update({f"best_validation_{key}": value for key, value in tracked.items()})
+        else:
+            metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
+        metrics["best_epoch"] = self._metric_tracker.best_epoch
+        metrics["epoch"] = epoch
+        self._last_metrics = metrics
+        if self._learning_rate_scheduler is not None:
+            self._learning_rate_scheduler.step(self._metric_tracker.current_score)
+        if self._momentum_scheduler is not None:
+            self._momentum_scheduler.step(self._metric_tracker.current_score)
+        if self._serialization_dir is not None and self._primary:
+            write_json_atomically(Path(self._serialization_dir) / f"metrics_{name}.json", _jsonable(metrics))
+        self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
+        if self._metric_tracker.should_stop_early():
+            logger.info("ran out of patience after %d validations without improvement", self._metric_tracker.patience)
+            return True
+        return False
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        """The loss and the model's metrics over the validation data, with moving-average weights if any."""
+        self.model.eval()
+        totals = _LossTotals()
+        loader = self.validation_data_loader
+        bar = self._progress.start(f"validation {epoch}", len(loader))
+        with self._averaged_weights(), torch.inference_mode():
+            for number, batch in enumerate(self._batches(loader, epoch), start=1):
+                output = self._run_batch(batch, for_training=False)
+                totals.add(output)
+                batch_metrics = totals.metrics("", self.model, reset=False)
+                bar.update(1, batch_metrics)
+                self._call_callbacks(
+                    "on_batch", self, [batch], [output], batch_metrics, epoch, number, False, is_primary=self._primary
+                )
+        bar.close()
+        self.model.train()
+        return totals.metrics("", self.model, reset=True)
+
+    # ---- weights -------------------------------------------------------------------------------------------
+    @contextmanager
+    def _averaged_weights(self) -> Iterator[None]:
+        """The moving-average weights in the model while the context is open (nothing without one)."""
+        if self._moving_average is None:
+            yield
+            return
+        self._moving_average.assign_average_value()
+        try:
+            yield
+        finally:
+            self._moving_average.restore()
+
+    def _averaged_model_state(self) -> dict[str, torch.Tensor]:
+        with self._averaged_weights():
+            return {key: value.detach().clone() for key, value in self.model.state_dict().items()}
+
+    def _restore_best_weights(self) -> None:
+        if self._best_model_state is not None:
+            self.model.load_state_dict(self._best_model_state)
+
+    @contextmanager
+    def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """The model's state (moving-average weights swapped in while open) and the training state."""
+        training_state = {
+            "version": 1,
+            "optimizer": self.optimizer.state_dict(),
+            "metric_tracker": self._metric_tracker.state_dict(),
+            "total_steps": self._total_steps,
+            "epochs_completed": self._epochs_completed,
+            "callbacks": [callback.state_dict() for callback in self._callbacks],
+        }
+        for key, component in (
+            ("learning_rate_scheduler", self._learning_rate_scheduler),
+            ("momentum_scheduler", self._momentum_scheduler),
+            ("moving_average", self._moving_average),
+            ("grad_scaler", self._scaler),
+        ):
+            if component is not None:
+                training_state[key] = component.state_dict()
+        with self._averaged_weights():
+            yield self.model.state_dict(), training_state
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+    def _batches(self, loader: Iterable[dict[str, Any]], epoch: int) -> Iterable[dict[str, Any]]:
+        if hasattr(loader, "iter_epoch"):
+            return loader.iter_epoch(epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        return loader
+
+    def _gather_callbacks(self, callbacks: list[TrainerCallback], enable_default: bool) -> list[TrainerCallback]:
+        gathered = list(callbacks)
+        if enable_default and not any(isinstance(c, ConsoleLoggerCallback) for c in gathered):
+            gathered.insert(0, ConsoleLoggerCallback(self._serialization_dir))
+        components = [
+            self.model,
+            self.data_loader,
+            self.validation_data_loader,
+            self.optimizer,
+            self._learning_rate_scheduler,
+            self._momentum_scheduler,
+            self._moving_average,
+        ]
+        hooks = ComponentHooks(components)
+        if hooks.components:
+            gathered.append(hooks)
+        logger.info("callbacks: %s", ", ".join(type(c).__name__ for c in gathered) or "none")
+        return gathered
+
+    def _call_callbacks(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        for callback in self._callbacks:
+            getattr(callback, hook)(*args, **kwargs)
+
+    def _final_metrics(self, first_epoch: int, duration: float) -> dict[str, Any]:
+        metrics: dict[str, Any] = {
+            "best_epoch": self._metric_tracker.best_epoch,
+            "training_duration": _duration(duration),
+            "training_start_epoch": first_epoch,
+            "training_epochs": self._epochs_completed - first_epoch,
+        }
+        metrics.update(peak_memory_mb())
+        metrics.update({k: v for k, v in self._last_metrics.items() if k not in ("best_epoch",)})
+        return _jsonable(metrics)
+
+
+class _LossTotals:
+    """Sums of the losses over an epoch or a validation, kept as tensors so no step waits on the device."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.batches = 0
+
+    def add(self, output: dict[str, Any]) -> None:
+        self.batches += 1
+        if "loss" not in output:
+            return
+        values = {"loss": output["loss"]}
+        if "reg_loss" in output:
+            values["reg_loss"] = output["reg_loss"]
+        for name, value in output.get("named_losses", {}).items():
+            values[f"loss_{name}"] = value
+        for name, value in values.items():
+            detached = value.detach().float()
+            self.sums[name] = self.sums[name] + detached if name in self.sums else detached
+
+    def metrics(self, prefix: str, model: Model, reset: bool) -> dict[str, float]:
+        values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
+        values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
+        return values
+
+
+def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups of ``size`` batches; the last group may be shorter."""
+    group: list[dict[str, Any]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(value, device) for value in batch)
+    return batch
+
+
+def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
+    for pattern in patterns:
+        matched = [name for name, _ in model.named_parameters() if re.search(pattern, name)]
+        if not matched:
+            logger.warning("no_grad: %r matches no parameter", pattern)
+        for name, parameter in model.named_parameters():
+            if name in matched:
+                parameter.requires_grad_(False)
+
+
+def _amp_dtype(use_amp: bool, amp_dtype: str | None, device: torch.device) -> torch.dtype | None:
+    if not use_amp:
+        return None
+    if amp_dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return getattr(torch, amp_dtype)
+
+
+def _map_opt_level(opt_level: str, use_amp: bool) -> bool:
+    """AllenNLP 1.x / apex ``opt_level``: native AMP stands in for apex (O0 means no mixed precision)."""
+    try:
+        import apex  # noqa: F401
+    except ImportError:
+        logger.info("opt_level %s: apex is not installed, using torch's native automatic mixed precision", opt_level)
+    else:
+        logger.info(
+            "opt_level %s: apex is installed; regimen uses torch's native AMP, which apex recommends", opt_level
+        )
+    return use_amp or opt_level != "O0"
+
+
+def _check_positive(**values: int | None) -> None:
+    for key, value in values.items():
+        if value is not None and value <= 0:
+            raise ConfigurationError(f"must be a positive int, got {value}", key=key)
+
+
+def _init_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of ``cls.__init__``: read from the signature so they are written only once."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{int((seconds % 1) * 1e6):06d}"
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(metrics, default=float))

@@ -1,0 +1,73 @@
+"""Progress: the tqdm bar of an epoch or a validation, with running metrics refreshed at a throttled rate."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+_REFRESH_SECONDS = 0.5  # how often the running metrics are read and shown on an interactive bar
+_FILE_FRIENDLY_SECONDS = 10.0  # how often a plain progress line is written when file_friendly_logging is on
+
+
+class Progress:
+    """Makes one bar per pass; disabled on non-primary workers and when ``progress_bar`` is false.
+
+    With ``file_friendly`` the bar becomes a plain line every few seconds, readable in a log file.
+    """
+
+    def __init__(self, enabled: bool = True, file_friendly: bool = False) -> None:
+        self.enabled = enabled
+        self.file_friendly = file_friendly
+        self._bar: _Bar | None = None
+
+    def start(self, description: str, total: int) -> _Bar:
+        self.close()
+        self._bar = _Bar(description, total, self.enabled, self.file_friendly)
+        return self._bar
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _Bar:
+    def __init__(self, description: str, total: int, enabled: bool, file_friendly: bool) -> None:
+        interval = _FILE_FRIENDLY_SECONDS if file_friendly else _REFRESH_SECONDS
+        self._interval = interval
+        self._next_refresh = 0.0
+        self._bar = (
+            tqdm(
+                total=total,
+                desc=description,
+                mininterval=interval,
+                file=sys.stderr,
+                dynamic_ncols=not file_friendly,
+                ascii=file_friendly,
+                leave=False,
+            )
+            if enabled
+            else None
+        )
+
+    def update(self, count: int, metrics: dict[str, float] | Callable[[], dict[str, Any]]) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(count)
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + self._interval
+            values = metrics() if callable(metrics) else metrics
+            self._bar.set_postfix({key: f"{value:.4f}" for key, value in values.items()}, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
