@@ -19,7 +19,7 @@ from regimen.data import DataLoader
 from regimen.models import Model
 from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.params import write_json_atomically
-from regimen.trainers.callbacks import ConsoleLoggerCallback, TrainerCallback
+from regimen.trainers.callbacks import ConsoleLoggerCallback, TensorBoardCallback, TrainerCallback
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
@@ -49,7 +49,8 @@ class GradientDescentTrainer(Trainer):
     - `optimizer` (Optimizer, "adam"), `learning_rate_scheduler` (LearningRateScheduler, null),
       `momentum_scheduler` (MomentumScheduler, null), `moving_average` (MovingAverage, null).
     - `callbacks` (list[TrainerCallback], []), `batch_callbacks` / `epoch_callbacks` (AllenNLP 1.x, []),
-      `enable_default_callbacks` (bool, true: adds `console_logger`).
+      `enable_default_callbacks` (bool, true: adds `console_logger`); AllenNLP 1.x's `tensorboard_writer`
+      (TensorBoardCallback keys) is read as a `tensorboard` callback with a deprecation note.
     - `num_gradient_accumulation_steps` (int, 1): batches per optimizer step; a final partial group still steps.
     - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
     - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
@@ -143,6 +144,7 @@ class GradientDescentTrainer(Trainer):
         callbacks: list[Lazy[TrainerCallback]] | None = None,
         batch_callbacks: list[BatchCallback] | None = None,
         epoch_callbacks: list[EpochCallback] | None = None,
+        tensorboard_writer: Lazy[TensorBoardCallback] | None = None,
         no_grad: list[str] | None = None,
         opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
         serialization_dir: str | None = None,
@@ -164,7 +166,11 @@ class GradientDescentTrainer(Trainer):
             "num_epochs": num_epochs,
             "num_steps_per_epoch": steps_per_epoch,
         }
-        built_callbacks = [callback.construct(serialization_dir=serialization_dir) for callback in callbacks or []]
+        callbacks = list(callbacks or [])
+        if tensorboard_writer is not None:
+            logger.warning("trainer.tensorboard_writer is deprecated: write it as a 'tensorboard' entry of callbacks")
+            callbacks.append(tensorboard_writer)
+        built_callbacks = [callback.construct(serialization_dir=serialization_dir) for callback in callbacks]
         if batch_callbacks or epoch_callbacks:
             built_callbacks.append(LegacyCallbacks(batch_callbacks or [], epoch_callbacks or []))
         return cls(
@@ -310,9 +316,7 @@ class GradientDescentTrainer(Trainer):
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             self._best_model_state = self._averaged_model_state()
-            metrics.update({f"best_validation_{key}": value for key, value in tracked.items()})
-        else:
-            metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
+        metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
         metrics["best_epoch"] = self._metric_tracker.best_epoch
         metrics["epoch"] = epoch
         self._last_metrics = metrics

@@ -75,7 +75,7 @@ class TensorBoardCallback(TrainerCallback):
         self._step += 1
         writer = self._writers["train"]
         if self._step % self.summary_interval == 0:
-            loss = sum(float(output["loss"]) for output in batch_outputs) / len(batch_outputs)
+            loss = sum(float(output["loss"].detach()) for output in batch_outputs) / len(batch_outputs)
             writer.add_scalar("loss", loss, self._step)
             for name, value in batch_metrics.items():
                 writer.add_scalar(f"running/{name}", value, self._step)

@@ -1,0 +1,195 @@
+"""collate: the default way a list of instances becomes one batch of tensors, padding ragged fields with a mask."""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy
+import torch
+
+# Hand-written rather than torch's default_collate: that one neither pads ragged lists nor makes masks, and turns
+# a list field into a list of per-position tensors instead of one 2-D tensor.
+
+
+def collate(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """Turn a list of instances (dicts of field name -> value) into one batch: a dict of field name -> batched value.
+
+    Each field is batched by what its values are, looked at across the whole batch:
+
+    - numbers: a 1-D tensor of the batch size; ints -> ``int64``, floats (or ints mixed with floats) ->
+      ``float32``, bools -> ``bool``.
+    - lists of numbers (or nested lists of numbers) of the same shape: one stacked tensor, ``(batch, length)`` for
+      flat lists, with the dtype chosen as for numbers.
+    - lists of numbers of different lengths (token ids, say), or nested lists ragged along any dimension: padded
+      with 0 to the longest along each dimension, plus a bool tensor ``"<field>_mask"`` of the same shape that is
+      True at real positions and False at padding. An empty list is all padding.
+    - torch tensors (or numpy arrays) of one rank: stacked, promoted to a common dtype; when their shapes differ,
+      padded with 0 to the largest size in each dimension, plus a ``"<field>_mask"`` as above.
+    - anything else (strings, None, dicts, lists of strings, a mix of kinds): a plain list of the values.
+
+    A mask is only added where padding happened, so a field's batch has a mask either in every batch or in those
+    that needed padding; models that take ragged inputs should accept ``<field>_mask`` as optional. Every instance
+    in a batch must have the same fields, and no field may already be called ``<other field>_mask`` when that
+    field needs a mask; both are ValueErrors naming the field. An empty list of instances gives an empty dict.
+    """
+    if not instances:
+        return {}
+    names = list(instances[0])
+    expected = set(names)
+    for position, instance in enumerate(instances):
+        if set(instance) != expected:
+            missing, extra = sorted(expected - set(instance)), sorted(set(instance) - expected)
+            parts = [f"{label} {', '.join(keys)}" for label, keys in (("missing", missing), ("extra", extra)) if keys]
+            detail = "; ".join(parts)
+            raise ValueError(
+                f"cannot collate: instance {position} of the batch has different fields from instance 0 ({detail}); "
+                "every instance in a batch must have the same fields"
+            )
+    batch: dict[str, Any] = {}
+    for name in names:
+        value, mask = collate_field([instance[name] for instance in instances])
+        batch[name] = value
+        if mask is not None:
+            mask_name = f"{name}_mask"
+            if mask_name in expected:
+                raise ValueError(
+                    f'cannot collate field "{name}": it needs padding, and its mask would be called "{mask_name}", '
+                    "which is already a field of the instances"
+                )
+            batch[mask_name] = mask
+    return batch
+
+
+def collate_field(values: Sequence[Any]) -> tuple[Any, torch.Tensor | None]:
+    """One field's values across a batch -> ``(batched value, mask or None)``, by the rules of ``collate``."""
+    kinds = [_scalar_kind(value) for value in values]
+    if None not in kinds:
+        return torch.tensor(values, dtype=_dtype(set(kinds))), None
+    if all(isinstance(value, (torch.Tensor, numpy.ndarray)) for value in values):
+        tensors = _as_tensors(values)
+        if tensors is not None:
+            return _stack(tensors)
+    if all(isinstance(value, (list, tuple)) for value in values):
+        return _collate_lists(values)
+    return list(values), None
+
+
+# ---- numbers ---------------------------------------------------------------------------------------------------
+def _scalar_kind(value: Any) -> str | None:
+    """``"bool"``, ``"int"`` or ``"float"`` for a number (python or numpy scalar), None for anything else."""
+    if isinstance(value, (bool, numpy.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return None
+
+
+def _dtype(kinds: set[str]) -> torch.dtype:
+    if kinds == {"bool"}:
+        return torch.bool
+    if "float" in kinds or not kinds:  # no numbers at all (only empty lists): the default floating dtype
+        return torch.float32
+    return torch.int64
+
+
+# ---- nested lists of numbers -------------------------------------------------------------------------------------
+class _Irregular(Exception):
+    """A list whose leaves are not all numbers, or whose nesting depth varies."""
+
+
+def _measure(value: Any, kinds: set[str]) -> tuple[tuple[int, ...], bool]:
+    """The padded shape of a (nested) list of numbers and whether it is rectangular; adds its leaves' kinds.
+
+    An empty list has shape ``(0,)`` and fits under a list of any depth; a shape ending in 0 therefore stands for
+    "this dimension is empty, deeper ones unknown".
+    """
+    kind = _scalar_kind(value)
+    if kind is not None:
+        kinds.add(kind)
+        return (), True
+    if not isinstance(value, (list, tuple)):
+        raise _Irregular
+    shape: tuple[int, ...] | None = None
+    regular = True
+    for child in value:
+        child_shape, child_regular = _measure(child, kinds)
+        regular = regular and child_regular and (shape is None or child_shape == shape)
+        shape = child_shape if shape is None else _merge(shape, child_shape)
+    return (len(value), *(shape or ())), regular
+
+
+def _merge(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if len(a) < len(b):
+        a, b = b, a
+    if len(b) < len(a) and (not b or b[-1] != 0):
+        raise _Irregular  # a number where another instance has a list, or lists at different depths
+    return tuple(max(x, y) for x, y in itertools.zip_longest(a, b, fillvalue=0))
+
+
+def _collate_lists(values: Sequence[Any]) -> tuple[Any, torch.Tensor | None]:
+    kinds: set[str] = set()
+    try:
+        measured = [_measure(value, kinds) for value in values]
+        shape = measured[0][0]
+        for other, _ in measured[1:]:
+            shape = _merge(shape, other)
+    except _Irregular:
+        return list(values), None
+    dtype = _dtype(kinds)
+    if all(regular and own == shape for own, regular in measured):
+        return torch.tensor(values, dtype=dtype), None
+    padded = torch.zeros((len(values), *shape), dtype=dtype)
+    mask = torch.zeros((len(values), *shape), dtype=torch.bool)
+    for row, (value, (_, regular)) in enumerate(zip(values, measured)):
+        if regular:
+            tensor = torch.tensor(value, dtype=dtype)
+            if tensor.numel():
+                region = tuple(slice(0, size) for size in tensor.shape)
+                padded[row][region] = tensor
+                mask[row][region] = True
+        else:
+            _fill(padded[row], mask[row], value)
+    return padded, mask
+
+
+def _fill(padded: torch.Tensor, mask: torch.Tensor, value: Sequence[Any]) -> None:
+    """Write a ragged nested list into the front of ``padded``, one sub-list at a time."""
+    for index, child in enumerate(value):
+        if isinstance(child, (list, tuple)):
+            _fill(padded[index], mask[index], child)
+        else:
+            padded[index] = child
+            mask[index] = True
+
+
+# ---- tensors ---------------------------------------------------------------------------------------------------
+def _as_tensors(values: Sequence[Any]) -> list[torch.Tensor] | None:
+    try:
+        tensors = [torch.as_tensor(value) for value in values]
+    except TypeError:  # a numpy array of objects or strings
+        return None
+    if len({tensor.dim() for tensor in tensors}) > 1:
+        return None
+    return tensors
+
+
+def _stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    shapes = {tuple(tensor.shape) for tensor in tensors}
+    if len(shapes) == 1:
+        return torch.stack([tensor.to(dtype) for tensor in tensors]), None
+    shape = tuple(max(sizes) for sizes in zip(*shapes))
+    padded = torch.zeros((len(tensors), *shape), dtype=dtype)
+    mask = torch.zeros((len(tensors), *shape), dtype=torch.bool)
+    for row, tensor in enumerate(tensors):
+        region = tuple(slice(0, size) for size in tensor.shape)
+        padded[row][region] = tensor
+        mask[row][region] = True
+    return padded, mask

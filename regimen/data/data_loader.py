@@ -1,0 +1,354 @@
+"""DataLoader: the registered base class that produces a data file's batches epoch by epoch, and its default."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy
+import torch
+import torch.utils.data
+
+from regimen.data.batch_sampler import BatchSampler
+from regimen.data.collate import collate
+from regimen.data.dataset_reader import DatasetReader, Instance
+from regimen.registry import ConfigurationError, Registrable
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+class DataLoader(Registrable):
+    """Produces the batches of one dataset, one epoch at a time.
+
+    The trainer calls ``set_epoch(epoch)`` and iterates, or calls ``iter_epoch(epoch, start_batch)`` to resume in
+    the middle of an epoch; ``len(loader)`` is the number of batches in an epoch. Iterating does not advance the
+    epoch by itself: like torch's ``DistributedSampler``, a loader that is never told the epoch repeats epoch 0.
+    The default implementation is ``"default"``.
+    """
+
+    default_implementation = "default"
+    epoch: int = 0  # the epoch ``__iter__`` produces; set with ``set_epoch``
+
+    def __len__(self) -> int:
+        """The number of batches in one epoch (this worker's share of them, once sharded)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+    def iter_epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """The batches of ``epoch`` in order, starting at batch ``start_batch`` without producing the ones before."""
+        raise NotImplementedError(f"{type(self).__name__} must implement iter_epoch")
+
+    def iter_instances(self) -> Iterator[Instance]:
+        """Every instance of the dataset once, in file order (to build a vocabulary or inspect the data)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement iter_instances")
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Make this loader produce only worker ``rank``'s share of each epoch's batches, out of ``world_size``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support sharding")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch that iterating the loader produces."""
+        self.epoch = _check_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.iter_epoch(self.epoch)
+
+
+@DataLoader.register("default")
+@DataLoader.register("multiprocess")
+class DefaultDataLoader(DataLoader):
+    """Reads a data file with a `DatasetReader` and batches it, in an order that is a pure function of
+    (seed, epoch): it does not depend on the global random state or on which epochs were iterated before.
+
+    Registered as a `DataLoader` with name "default" (the default when a loader config has no ``type``).
+    Registered as a `DataLoader` with name "multiprocess" as well: AllenNLP's name for its loader, so AllenNLP
+    configs work unchanged.
+
+    Batches are either consecutive runs of ``batch_size`` instances (in file order, or in a random order with
+    ``shuffle``) or whatever ``batch_sampler`` groups together; each is turned into tensors by ``collate`` (see
+    its docstring for padding and masks), in ``num_workers`` worker processes when that is above 0 (through
+    ``torch.utils.data.DataLoader``, which gets the batches' index lists).
+
+    The instances are read once, on first use (not while the config is built), and kept in memory. With
+    ``max_instances_in_memory`` the file is instead read again on every pass, that many instances at a time, and
+    each chunk is batched (and shuffled) on its own; knowing ``len()`` then costs one extra pass over the file.
+
+    Epochs: without ``batches_per_epoch``, an epoch is one pass over the data. With it, as in AllenNLP, an epoch is
+    that many batches, taken from an endless sequence of passes: epoch 1 continues where epoch 0 stopped, and a new
+    pass (in a new order) starts when the data runs out. Either way pass ``p`` is ordered by a random generator
+    seeded from (seed, p) alone, so ``iter_epoch(e, start_batch=k)`` can skip to any batch without producing the
+    ones before it; the skipped instances are read again from disk when ``max_instances_in_memory`` is set.
+
+    Sharding: after ``shard(rank, world_size)`` this loader produces batches ``rank, rank + world_size, ...`` of
+    each epoch, so the workers together see every batch of the epoch once. When the epoch's batch count is not a
+    multiple of ``world_size`` the lower ranks get one batch more; ``len()`` and ``start_batch`` count this
+    worker's own batches.
+
+    Config keys:
+        batch_size: int | null = null
+            Instances per batch; required unless batch_sampler is given, and not allowed with it.
+        shuffle: bool = false
+            Shuffle the instances every pass (within each chunk with max_instances_in_memory). Not allowed with
+            batch_sampler, which decides the order itself.
+        drop_last: bool = false
+            Drop the last batch of a pass (of each chunk) when it is smaller than batch_size. Not allowed with
+            batch_sampler, which has its own drop_last.
+        num_workers: int = 0
+            Worker processes that collate batches; 0 collates in the main process.
+        batches_per_epoch: int | null = null
+            Make every epoch this many batches, continuing through the data across epochs; null means one pass.
+        max_instances_in_memory: int | null = null
+            Read and batch this many instances at a time instead of the whole file; at least the batch size.
+        batch_sampler: BatchSampler | null = null
+            How to group instances into batches (``{"type": "bucket", "batch_size": 32}``), instead of batch_size.
+        pin_memory: bool = false
+            Put batches in pinned memory, which speeds up copying them to a GPU.
+        start_method: "fork" | "spawn" | "forkserver" | null = null
+            How worker processes are started; null uses the platform's default.
+
+    Given by the code that builds the loader, not written in its config: ``reader`` (the dataset reader),
+    ``data_path`` (the file to read) and ``seed`` (an int, default 0; the run's ``random_seed``).
+    """
+
+    def __init__(
+        self,
+        reader: DatasetReader,
+        data_path: str,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        batches_per_epoch: int | None = None,
+        max_instances_in_memory: int | None = None,
+        batch_sampler: BatchSampler | None = None,
+        pin_memory: bool = False,
+        start_method: Literal["fork", "spawn", "forkserver"] | None = None,
+        seed: int = 0,
+    ) -> None:
+        _check_settings(
+            batch_size, shuffle, drop_last, num_workers, batches_per_epoch, max_instances_in_memory, batch_sampler
+        )
+        self.reader = reader
+        self.data_path = data_path
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.num_workers = num_workers
+        self.batches_per_epoch = batches_per_epoch
+        self.max_instances_in_memory = max_instances_in_memory
+        self.batch_sampler = batch_sampler
+        self.pin_memory = pin_memory
+        self.start_method = start_method
+        self.seed = seed
+        self.rank, self.world_size = 0, 1
+        self._instances: list[Instance] | None = None  # the whole dataset, when it is kept in memory
+        self._batches_per_pass: int | None = None
+
+    # ---- the public interface -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._epoch_positions(0))
+
+    def iter_epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        positions = self._epoch_positions(_check_epoch(epoch))
+        if not 0 <= start_batch <= len(positions):
+            raise ValueError(
+                f"start_batch must be between 0 and {len(positions)} (batches per epoch), got {start_batch}"
+            )
+        return self._produce(positions[start_batch:])
+
+    def iter_instances(self) -> Iterator[Instance]:
+        if self.max_instances_in_memory is None:
+            return iter(self._load())
+        return iter(self.reader.read(self.data_path))
+
+    def shard(self, rank: int, world_size: int) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"shard needs 0 <= rank < world_size, got rank {rank} and world_size {world_size}")
+        self.rank, self.world_size = rank, world_size
+
+    # ---- which batches an epoch has -------------------------------------------------------------------------
+    def _epoch_positions(self, epoch: int) -> range:
+        """The positions of this worker's batches of ``epoch`` in the endless sequence of passes over the data."""
+        per_pass = self._pass_length()
+        if self.batches_per_epoch is None:
+            per_epoch = per_pass
+        elif per_pass == 0:
+            raise ValueError(
+                f"{self.data_path}: batches_per_epoch is {self.batches_per_epoch}, but the data gives no batches "
+                f"at all ({self._describe_batching()})"
+            )
+        else:
+            per_epoch = self.batches_per_epoch
+        first = epoch * per_epoch
+        return range(first + self.rank, first + per_epoch, self.world_size)
+
+    def _pass_length(self) -> int:
+        """Batches in one pass over the data; counting them reads the file once if it is not kept in memory."""
+        if self._batches_per_pass is None:
+            if self.max_instances_in_memory is None:
+                self._batches_per_pass = self._num_batches(self._load())
+            else:
+                self._batches_per_pass = sum(self._num_batches(chunk) for chunk in self._chunks())
+        return self._batches_per_pass
+
+    def _num_batches(self, instances: Sequence[Instance]) -> int:
+        if self.batch_sampler is not None:
+            return self.batch_sampler.get_num_batches(instances)
+        assert self.batch_size is not None  # the constructor requires one of the two
+        rounding = math.floor if self.drop_last else math.ceil
+        return rounding(len(instances) / self.batch_size)
+
+    def _batch_indices(self, instances: Sequence[Instance], pass_index: int, chunk_index: int) -> list[list[int]]:
+        """Chunk ``chunk_index`` of pass ``pass_index`` as batches of indices, shuffled by (seed, pass, chunk)."""
+        generator = self._generator(pass_index, chunk_index)
+        if self.batch_sampler is not None:
+            batches = self.batch_sampler.get_batch_indices(instances, generator)
+            expected = self.batch_sampler.get_num_batches(instances)
+            if len(batches) != expected:
+                name = type(self.batch_sampler).__name__
+                raise ValueError(
+                    f"{name}.get_batch_indices gave {len(batches)} batches for {len(instances)} instances, but its "
+                    f"get_num_batches says {expected}; the loader relies on the two agreeing"
+                )
+            return batches
+        assert self.batch_size is not None
+        order = torch.randperm(len(instances), generator=generator).tolist() if self.shuffle else range(len(instances))
+        batches = [list(order[start : start + self.batch_size]) for start in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def _generator(self, pass_index: int, chunk_index: int) -> torch.Generator:
+        # numpy's SeedSequence turns the tuple into a well-mixed seed, so nearby (seed, pass) pairs are unrelated.
+        entropy = [self.seed % 2**64, pass_index, chunk_index]
+        state = numpy.random.SeedSequence(entropy).generate_state(1, numpy.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    # ---- producing batches ------------------------------------------------------------------------------------
+    def _produce(self, positions: range) -> Iterator[Batch]:
+        if not positions:
+            return
+        per_pass = self._pass_length()
+        for pass_index, group in itertools.groupby(positions, key=lambda position: position // per_pass):
+            yield from self._produce_pass(pass_index, [position - pass_index * per_pass for position in group])
+
+    def _produce_pass(self, pass_index: int, wanted: list[int]) -> Iterator[Batch]:
+        """Batches number ``wanted`` (increasing) of pass ``pass_index``; only those are collated."""
+        if self.max_instances_in_memory is None:
+            instances = self._load()
+            batches = self._batch_indices(instances, pass_index, 0)
+            yield from self._collated(instances, [batches[index] for index in wanted], pass_index, 0)
+            return
+        offset = 0
+        chunks = self._chunks()
+        try:
+            for chunk_index, chunk in enumerate(chunks):
+                count = self._num_batches(chunk)
+                here = [index - offset for index in wanted if offset <= index < offset + count]
+                if here:
+                    batches = self._batch_indices(chunk, pass_index, chunk_index)
+                    yield from self._collated(chunk, [batches[index] for index in here], pass_index, chunk_index)
+                offset += count
+                if offset > wanted[-1]:
+                    break
+        finally:
+            chunks.close()
+
+    def _collated(
+        self, instances: Sequence[Instance], batches: list[list[int]], pass_index: int, chunk_index: int
+    ) -> Iterator[Batch]:
+        if not batches:
+            return iter(())
+        loader = torch.utils.data.DataLoader(
+            instances,  # type: ignore[arg-type]  # a list is a map-style dataset
+            batch_sampler=batches,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            multiprocessing_context=self.start_method if self.num_workers > 0 else None,
+            # torch draws its workers' base seed from this generator; without one it would draw from (and so
+            # change) the global torch random state every time a pass starts.
+            generator=self._generator(pass_index, chunk_index),
+        )
+        return iter(loader)
+
+    # ---- reading -----------------------------------------------------------------------------------------------
+    def _load(self) -> list[Instance]:
+        if self._instances is None:
+            self._instances = list(self.reader.read(self.data_path))
+            logger.info("read %d instances from %s", len(self._instances), self.data_path)
+        return self._instances
+
+    def _chunks(self) -> Iterator[list[Instance]]:
+        """The dataset read from disk ``max_instances_in_memory`` instances at a time."""
+        assert self.max_instances_in_memory is not None
+        instances = self.reader.read(self.data_path)
+        try:
+            while chunk := list(itertools.islice(instances, self.max_instances_in_memory)):
+                yield chunk
+        finally:
+            close = getattr(instances, "close", None)
+            if close is not None:
+                close()
+
+    def _describe_batching(self) -> str:
+        if self.batch_sampler is not None:
+            return f"batch_sampler {type(self.batch_sampler).__name__}"
+        return f"batch_size {self.batch_size}, drop_last {str(self.drop_last).lower()}"
+
+
+def _check_settings(
+    batch_size: int | None,
+    shuffle: bool,
+    drop_last: bool,
+    num_workers: int,
+    batches_per_epoch: int | None,
+    max_instances_in_memory: int | None,
+    batch_sampler: BatchSampler | None,
+) -> None:
+    """Every mistake in a loader's settings, reported together as ConfigurationErrors at their keys."""
+    errors = []
+    if batch_sampler is not None:
+        for key, value in (("batch_size", batch_size is not None), ("shuffle", shuffle), ("drop_last", drop_last)):
+            if value:
+                errors.append(
+                    ConfigurationError(
+                        f"cannot be set together with batch_sampler, which decides batching itself; "
+                        f"remove {key} here (set it in the batch_sampler where it takes one)",
+                        key=key,
+                    )
+                )
+    elif batch_size is None:
+        errors.append(ConfigurationError("missing: a loader needs batch_size or a batch_sampler", key="batch_size"))
+    for key, value, least in (
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+        ("batches_per_epoch", batches_per_epoch, 1),
+        ("max_instances_in_memory", max_instances_in_memory, 1),
+    ):
+        if value is not None and value < least:
+            errors.append(ConfigurationError(f"must be at least {least}, got {value}", key=key))
+    sampler_batch_size = getattr(batch_sampler, "batch_size", None) if batch_sampler is not None else batch_size
+    if (
+        max_instances_in_memory is not None
+        and isinstance(sampler_batch_size, int)
+        and 1 <= max_instances_in_memory < sampler_batch_size
+    ):
+        errors.append(
+            ConfigurationError(
+                f"must be at least the batch size ({sampler_batch_size}), got {max_instances_in_memory}",
+                key="max_instances_in_memory",
+            )
+        )
+    if errors:
+        raise ConfigurationError.combine(errors)
+
+
+def _check_epoch(epoch: int) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+    return epoch

@@ -1,0 +1,268 @@
+"""The default data loader: batch order as a pure function of (seed, epoch), resuming, epochs, chunks, sharding."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy
+import pytest
+import torch
+
+import regimen.data.data_loader as data_loader_module
+from regimen.data import BatchSampler, CsvReader, DataLoader, DefaultDataLoader, JsonLinesReader
+from regimen.registry import ConfigurationError, Params
+from tests.conftest import FIXTURES
+
+SEQUENCES = str(FIXTURES / "data" / "sequences.jsonl")
+CLASSIFICATION = str(FIXTURES / "data" / "classification.csv")
+ALL_IDS = [f"s{index:02d}" for index in range(20)]
+
+
+def build(config: dict[str, Any], data_path: str = SEQUENCES, reader: Any = None, **extras: Any) -> DataLoader:
+    return DataLoader.from_params(
+        Params(config, "data_loader"), reader=reader or JsonLinesReader(), data_path=data_path, **extras
+    )
+
+
+def ids(batches) -> list[list[str]]:
+    return [batch["id"] for batch in batches]
+
+
+def flat(batches) -> list[str]:
+    return [name for batch in ids(batches) for name in batch]
+
+
+def assert_same_batches(left: list[dict], right: list[dict]) -> None:
+    assert len(left) == len(right)
+    for one, other in zip(left, right):
+        assert one.keys() == other.keys()
+        for name in one:
+            if isinstance(one[name], torch.Tensor):
+                assert torch.equal(one[name], other[name])
+            else:
+                assert one[name] == other[name]
+
+
+def test_batches_are_collated_tensors_in_file_order_by_default():
+    loader = build({"batch_size": 8})
+    assert isinstance(loader, DefaultDataLoader) and len(loader) == 3
+    batches = list(loader)
+    assert ids(batches) == [ALL_IDS[0:8], ALL_IDS[8:16], ALL_IDS[16:20]]
+    first = batches[0]
+    assert first["tokens"].shape == (8, 10) and first["tokens"].dtype == torch.int64
+    assert first["tokens"][0].tolist() == [4, 8, 15, 0, 0, 0, 0, 0, 0, 0]
+    assert first["tokens_mask"][0].tolist() == [True] * 3 + [False] * 7
+    assert first["label"].tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+
+
+def test_csv_batches_have_float_features_and_int_labels():
+    batches = list(build({"batch_size": 5}, CLASSIFICATION, CsvReader()))
+    assert [batch["features"].shape for batch in batches] == [(5, 3), (5, 3), (2, 3)]
+    assert batches[0]["features"].dtype == torch.float32 and batches[0]["label"].dtype == torch.int64
+    assert batches[0]["features"][1].tolist() == [1.5, 0.25, 3.0]
+
+
+def test_the_order_is_a_function_of_seed_and_epoch_only():
+    torch.manual_seed(0)
+    numpy.random.seed(0)
+    random.seed(0)
+    one = build({"batch_size": 3, "shuffle": True}, seed=11)
+    one_epochs = [ids(one.iter_epoch(epoch)) for epoch in range(3)]
+
+    torch.manual_seed(99)
+    numpy.random.seed(99)
+    random.seed(99)
+    other = build({"batch_size": 3, "shuffle": True}, seed=11)
+    # A different global state, and epochs asked for out of order, on a separately built loader.
+    assert ids(other.iter_epoch(2)) == one_epochs[2]
+    assert ids(other.iter_epoch(0)) == one_epochs[0]
+    assert ids(other.iter_epoch(1)) == one_epochs[1]
+
+    for epoch_ids in one_epochs:
+        assert sorted(name for batch in epoch_ids for name in batch) == ALL_IDS
+    assert one_epochs[0] != one_epochs[1] != one_epochs[2]
+    assert ids(build({"batch_size": 3, "shuffle": True}, seed=12).iter_epoch(0)) != one_epochs[0]
+
+
+def test_without_shuffle_every_epoch_is_in_file_order():
+    loader = build({"batch_size": 6})
+    assert flat(loader.iter_epoch(0)) == flat(loader.iter_epoch(5)) == ALL_IDS
+
+
+def test_iterating_leaves_the_global_random_state_alone():
+    loader = build({"batch_size": 4, "shuffle": True, "num_workers": 0})
+    torch_state, numpy_state, python_state = torch.get_rng_state(), numpy.random.get_state(), random.getstate()
+    list(loader.iter_epoch(0))
+    list(loader.iter_epoch(1, start_batch=2))
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert numpy.array_equal(numpy.random.get_state()[1], numpy_state[1])
+    assert random.getstate() == python_state
+
+
+def test_set_epoch_chooses_what_iterating_produces():
+    loader = build({"batch_size": 4, "shuffle": True}, seed=3)
+    loader.set_epoch(4)
+    assert ids(loader) == ids(loader) == ids(loader.iter_epoch(4))
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+        loader.set_epoch(-1)
+
+
+def test_resuming_at_a_batch_gives_the_tail_without_collating_the_skipped_batches(monkeypatch):
+    loader = build({"batch_size": 3, "shuffle": True}, seed=5)
+    whole = list(loader.iter_epoch(2))
+    collated = []
+    real_collate = data_loader_module.collate
+
+    def counting_collate(instances):
+        collated.append(len(instances))
+        return real_collate(instances)
+
+    monkeypatch.setattr(data_loader_module, "collate", counting_collate)
+    tail = list(loader.iter_epoch(2, start_batch=4))
+    assert_same_batches(tail, whole[4:])
+    assert len(collated) == len(whole) - 4 == 3
+    assert list(loader.iter_epoch(2, start_batch=len(whole))) == []
+    with pytest.raises(ValueError, match=r"start_batch must be between 0 and 7 \(batches per epoch\), got 8"):
+        loader.iter_epoch(2, start_batch=8)
+
+
+def test_batches_per_epoch_continues_through_the_data_across_epochs():
+    # 20 instances in batches of 3: 7 batches per pass (the last holds 2); epochs of 5 batches run across passes.
+    loader = build({"batch_size": 3, "batches_per_epoch": 5})
+    assert len(loader) == 5
+    epochs = [ids(loader.iter_epoch(epoch)) for epoch in range(3)]
+    one_pass = [ALL_IDS[start : start + 3] for start in range(0, 20, 3)]
+    assert [batch for epoch in epochs for batch in epoch] == (one_pass * 3)[:15]
+    assert epochs[1][:2] == one_pass[5:7] and epochs[1][2] == one_pass[0]
+
+
+def test_batches_per_epoch_with_shuffle_covers_every_instance_once_per_pass_and_resumes_anywhere():
+    loader = build({"batch_size": 4, "shuffle": True, "batches_per_epoch": 3}, seed=2)
+    stream = [name for epoch in range(5) for name in flat(loader.iter_epoch(epoch))]  # 15 batches = 3 passes
+    passes = [stream[start : start + 20] for start in range(0, 60, 20)]
+    assert all(sorted(names) == ALL_IDS for names in passes)
+    assert passes[0] != passes[1]
+    fresh = build({"batch_size": 4, "shuffle": True, "batches_per_epoch": 3}, seed=2)
+    assert flat(fresh.iter_epoch(3, start_batch=1)) == stream[3 * 12 + 4 : 4 * 12]
+
+
+def test_drop_last_drops_the_short_batch_of_each_pass():
+    assert [len(batch) for batch in ids(build({"batch_size": 6}))] == [6, 6, 6, 2]
+    loader = build({"batch_size": 6, "drop_last": True, "shuffle": True})
+    assert len(loader) == 3
+    for epoch in range(3):
+        assert [len(batch) for batch in ids(loader.iter_epoch(epoch))] == [6, 6, 6]
+
+
+def test_max_instances_in_memory_batches_each_chunk_and_gives_every_instance_once_per_pass():
+    config = {"batch_size": 3, "shuffle": True, "max_instances_in_memory": 7}
+    loader = build(config, seed=4)
+    # Chunks of 7, 7 and 6 instances, each batched on its own: 3 + 3 + 2 batches.
+    assert len(loader) == 8
+    chunk_of = {name: index // 7 for index, name in enumerate(ALL_IDS)}
+    for epoch in range(2):
+        batches = ids(loader.iter_epoch(epoch))
+        assert sorted(name for batch in batches for name in batch) == ALL_IDS
+        assert all(len({chunk_of[name] for name in batch}) == 1 for batch in batches)
+    assert ids(loader.iter_epoch(0)) != ids(loader.iter_epoch(1))
+    assert ids(build(config, seed=4).iter_epoch(1, start_batch=5)) == ids(loader.iter_epoch(1))[5:]
+
+
+def test_sharding_over_two_ranks_covers_every_instance_once():
+    config = {"batch_size": 3, "shuffle": True}
+    unsharded = build(config, seed=8)
+    ranks = [build(config, seed=8) for _ in range(2)]
+    for rank, loader in enumerate(ranks):
+        loader.shard(rank, 2)
+    assert [len(loader) for loader in ranks] == [4, 3]  # 7 batches: uneven, the lower rank gets one more
+    for epoch in range(2):
+        shares = [ids(loader.iter_epoch(epoch)) for loader in ranks]
+        names = [name for share in shares for batch in share for name in batch]
+        assert sorted(names) == ALL_IDS
+        whole = ids(unsharded.iter_epoch(epoch))
+        assert shares[0] == whole[0::2] and shares[1] == whole[1::2]
+    assert ids(ranks[1].iter_epoch(1, start_batch=1)) == ids(ranks[1].iter_epoch(1))[1:]
+    with pytest.raises(ValueError, match="shard needs 0 <= rank < world_size, got rank 2 and world_size 2"):
+        ranks[0].shard(2, 2)
+
+
+def test_two_worker_processes_give_the_same_batches_as_the_main_process():
+    config = {"batch_size": 5, "shuffle": True}
+    in_process = list(build(config, seed=6).iter_epoch(1))
+    with_workers = list(build({**config, "num_workers": 2}, seed=6).iter_epoch(1))
+    assert_same_batches(with_workers, in_process)
+
+
+def test_bucket_batch_sampler_through_the_loader():
+    config = {"batch_sampler": {"type": "bucket", "batch_size": 4, "padding_noise": 0.0}}
+    loader = build(config, seed=1)
+    assert len(loader) == 5
+    batches = list(loader.iter_epoch(0))
+    assert sorted(flat(batches)) == ALL_IDS
+    widths = sorted(batch["tokens"].shape[1] for batch in batches)
+    assert widths == [2, 3, 5, 7, 11]  # the longest of each run of 4 sorted lengths
+    assert ids(build(config, seed=1).iter_epoch(0)) == ids(batches)
+    assert ids(loader.iter_epoch(1)) != ids(batches)
+
+
+def test_multiprocess_is_the_allennlp_name_of_the_default_loader():
+    loader = build({"type": "multiprocess", "batch_size": 2})
+    assert type(loader) is DefaultDataLoader and len(loader) == 10
+
+
+def test_building_reads_nothing_and_a_missing_file_is_reported_when_data_is_needed(tmp_path):
+    loader = build({"batch_size": 2}, data_path=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ConfigurationError, match=r"data file not found: .*missing\.jsonl"):
+        len(loader)
+
+
+def test_batches_per_epoch_needs_at_least_one_batch(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.jsonl: batches_per_epoch is 4, but the data gives no batches"):
+        len(build({"batch_size": 2, "batches_per_epoch": 4}, data_path=str(empty)))
+    assert len(build({"batch_size": 2}, data_path=str(empty))) == 0
+
+
+def test_batch_size_and_batch_sampler_together_is_an_error_at_the_key_path():
+    config = {"batch_size": 4, "shuffle": True, "batch_sampler": {"type": "bucket", "batch_size": 4}}
+    with pytest.raises(ConfigurationError) as info:
+        build(config)
+    message = str(info.value)
+    assert "data_loader.batch_size: cannot be set together with batch_sampler" in message
+    assert "data_loader.shuffle: cannot be set together with batch_sampler" in message
+
+
+def test_loader_config_mistakes_are_reported_together_at_their_paths():
+    with pytest.raises(
+        ConfigurationError, match=r"data_loader\.batch_size: missing: a loader needs batch_size or a batch_sampler"
+    ):
+        build({})
+    with pytest.raises(ConfigurationError) as info:
+        build({"batch_size": 8, "num_workers": -1, "max_instances_in_memory": 4, "batches_per_epoch": 0})
+    message = str(info.value)
+    assert "data_loader.num_workers: must be at least 0, got -1" in message
+    assert "data_loader.batches_per_epoch: must be at least 1, got 0" in message
+    assert "data_loader.max_instances_in_memory: must be at least the batch size (8), got 4" in message
+    with pytest.raises(
+        ConfigurationError, match=r'data_loader\.shufle: unknown key "shufle"; did you mean "shuffle"\?'
+    ):
+        build({"batch_size": 8, "shufle": True})
+
+
+class MiscountingSampler(BatchSampler):
+    """A user's sampler whose two methods disagree: one batch of everything, but it claims two."""
+
+    def get_batch_indices(self, instances, generator):
+        return [list(range(len(instances)))]
+
+    def get_num_batches(self, instances):
+        return 2
+
+
+def test_a_sampler_whose_batch_count_is_wrong_is_named():
+    loader = DefaultDataLoader(JsonLinesReader(), SEQUENCES, batch_sampler=MiscountingSampler())
+    assert len(loader) == 2
+    with pytest.raises(ValueError, match=r"MiscountingSampler\.get_batch_indices gave 1 batches for 20 instances, but"):
+        list(loader)

@@ -1,0 +1,385 @@
+"""GradientDescentTrainer: each config key does what it says, on a real tiny model and real tensors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+from regimen.models import Model
+from regimen.registry import ConfigurationError, Params
+from regimen.trainers import GradientDescentTrainer, Trainer, TrainerCallback
+
+
+def blobs(count: int, seed: int, batch_size: int, dim: int = 4) -> list[dict[str, torch.Tensor]]:
+    """Two well separated Gaussian blobs, as a list of collated batches."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    features = torch.randn(count, dim, generator=generator) * 0.5 + (labels[:, None].float() * 2 - 1) * 1.5
+    return [
+        {"features": features[start : start + batch_size], "label": labels[start : start + batch_size]}
+        for start in range(0, count, batch_size)
+    ]
+
+
+def make_model(seed: int = 0, **config: Any) -> Model:
+    torch.manual_seed(seed)
+    return Model.from_params(Params({"type": "mlp_classifier", "input_dim": 4, "num_classes": 2, **config}))
+
+
+def make_trainer(config: dict[str, Any], model: Model | None = None, train=None, validation="default", **extras):
+    train = train if train is not None else blobs(64, seed=1, batch_size=8)
+    validation = blobs(32, seed=2, batch_size=8) if validation == "default" else validation
+    return Trainer.from_params(
+        Params({"progress_bar": False, "cuda_device": -1, **config}, "trainer"),
+        model=model or make_model(),
+        data_loader=train,
+        validation_data_loader=validation,
+        **extras,
+    )
+
+
+def test_trains_a_real_model_to_high_accuracy_and_reports_allennlp_metric_keys(tmp_path):
+    trainer = make_trainer(
+        {"num_epochs": 5, "optimizer": {"type": "adam", "lr": 0.01}, "validation_metric": "+accuracy"},
+        serialization_dir=str(tmp_path),
+    )
+    assert isinstance(trainer, GradientDescentTrainer)
+    metrics = trainer.train()
+    assert metrics["validation_accuracy"] >= 0.95 and metrics["best_validation_accuracy"] >= 0.95
+    for key in ("best_epoch", "peak_worker_0_memory_MB", "training_duration", "epoch", "training_loss",
+                "training_accuracy", "validation_loss", "best_validation_loss", "training_epochs"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["epoch"] == 4 and metrics["training_epochs"] == 5
+    written = json.loads((tmp_path / "metrics_epoch_4.json").read_text())
+    assert written["validation_accuracy"] == metrics["validation_accuracy"]
+    assert sorted(p.name for p in tmp_path.glob("metrics_epoch_*.json")) == [
+        f"metrics_epoch_{i}.json" for i in range(5)
+    ]
+
+
+def test_a_misspelled_trainer_key_is_a_configuration_error_naming_it():
+    with pytest.raises(ConfigurationError) as info:
+        make_trainer({"num_epoch": 3, "optimizer": {"type": "adam", "lr": "fast"}})
+    messages = [str(error) for error in info.value.errors]
+    assert any(m.startswith('trainer.num_epoch: unknown key "num_epoch"; did you mean "num_epochs"?') for m in messages)
+    assert 'trainer.optimizer.lr: expected float, got "fast"' in messages
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"patience": 0}, r"^trainer.patience: must be a positive int or null, got 0$"),
+        ({"num_epochs": 0}, r"^trainer.num_epochs: must be a positive int, got 0$"),
+        ({"validation_metric": "accuracy"}, r'^trainer.validation_metric: "accuracy" must start with "\+"'),
+        ({"grad_clipping": -1.0}, r"^trainer.grad_clipping: must be positive, got -1.0$"),
+        ({"cuda_device": 3}, r"^trainer.cuda_device: CUDA device 3 is not available"),
+    ],
+)
+def test_bad_trainer_values_are_configuration_errors(config, message):
+    with pytest.raises(ConfigurationError, match=message):
+        make_trainer(config)
+
+
+def test_patience_stops_after_that_many_validations_without_strict_improvement():
+    # lr 0 keeps the weights fixed, so the validation loss never strictly improves after the first epoch.
+    trainer = make_trainer({"num_epochs": 20, "patience": 3, "optimizer": {"type": "sgd", "lr": 0.0}})
+    metrics = trainer.train()
+    assert metrics["epoch"] == 3 and metrics["best_epoch"] == 0 and metrics["training_epochs"] == 4
+
+
+def test_gradient_accumulation_over_k_batches_equals_one_batch_k_times_larger():
+    small, large = blobs(64, 1, batch_size=4), blobs(64, 1, batch_size=16)
+    accumulated = make_model(seed=3)
+    make_trainer({"num_epochs": 2, "num_gradient_accumulation_steps": 4, "optimizer": {"type": "sgd", "lr": 0.1}},
+                 accumulated, small, validation=None).train()  # fmt: skip
+    single = make_model(seed=3)
+    make_trainer({"num_epochs": 2, "optimizer": {"type": "sgd", "lr": 0.1}}, single, large, validation=None).train()
+    for a, b in zip(accumulated.parameters(), single.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_final_partial_accumulation_group_still_steps():
+    seen = []
+
+    class CountSteps(TrainerCallback):
+        def on_batch(self, trainer, batch_inputs, *args, is_training=True, **kwargs):
+            if args[3]:  # is_training
+                seen.append(len(batch_inputs))
+
+    trainer = make_trainer({"num_epochs": 1, "num_gradient_accumulation_steps": 3}, train=blobs(40, 1, 8),
+                           validation=None, callbacks=None)  # fmt: skip
+    trainer._callbacks.append(CountSteps())
+    trainer.train()
+    assert seen == [3, 2]
+
+
+def test_num_steps_is_a_budget_of_optimizer_steps_across_epochs():
+    trainer = make_trainer({"num_steps": 11, "optimizer": {"type": "sgd", "lr": 0.01}})
+    metrics = trainer.train()
+    assert trainer._total_steps == 11 and metrics["training_epochs"] == 2  # 8 steps per epoch
+
+
+def test_validate_every_num_steps(tmp_path):
+    make_trainer({"num_steps": 12, "validate_every_num_steps": 4}, serialization_dir=str(tmp_path)).train()
+    assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == [
+        "metrics_step_12.json", "metrics_step_4.json", "metrics_step_8.json"
+    ]  # fmt: skip
+
+
+def test_validate_every_num_epochs(tmp_path):
+    make_trainer({"num_epochs": 4, "validate_every_num_epochs": 2}, serialization_dir=str(tmp_path)).train()
+    assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == ["metrics_epoch_1.json", "metrics_epoch_3.json"]
+
+
+def test_learning_rate_schedule_is_stepped_once_per_optimizer_step():
+    lrs = []
+
+    class RecordLr(TrainerCallback):
+        def on_batch(self, trainer, *args, **kwargs):
+            if args[5]:  # is_training
+                lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer = make_trainer(
+        {"num_epochs": 2, "optimizer": {"type": "sgd", "lr": 1.0},
+         "learning_rate_scheduler": {"type": "linear_with_warmup", "warmup_steps": 4}},
+        validation=None,
+    )  # fmt: skip
+    trainer._callbacks.append(RecordLr())
+    trainer.train()
+    # 8 steps per epoch, 16 in all: warm up over 4 steps, then decay linearly to 0 at step 16.
+    assert len(lrs) == 16
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[6] == pytest.approx((16 - 7) / 12)
+
+
+def test_grad_norm_rescales_the_total_norm_and_reports_it_before_rescaling():
+    norms = []
+
+    class RecordNorm(TrainerCallback):
+        def on_batch(self, trainer, *args, batch_grad_norm=None, **kwargs):
+            if args[5]:
+                norms.append(batch_grad_norm)
+
+    model = make_model(seed=5)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    trainer = make_trainer({"num_epochs": 1, "grad_norm": 1e-3, "optimizer": {"type": "sgd", "lr": 1.0}},
+                           model, train=blobs(8, 1, 8), validation=None)  # fmt: skip
+    trainer._callbacks.append(RecordNorm())
+    trainer.train()
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert len(norms) == 1 and norms[0] > 1e-3  # the norm as measured, before rescaling
+    assert float(torch.norm(after - before)) == pytest.approx(1e-3, rel=1e-3)  # one SGD step of the rescaled grad
+
+
+def test_grad_norm_true_only_measures():
+    norms = []
+
+    class RecordNorm(TrainerCallback):
+        def on_batch(self, trainer, *args, batch_grad_norm=None, **kwargs):
+            norms.append(batch_grad_norm)
+
+    trainer = make_trainer({"num_epochs": 1, "grad_norm": True}, validation=None)
+    trainer._callbacks.append(RecordNorm())
+    trainer.train()
+    assert len(norms) == 8 and all(norm > 0 for norm in norms)
+
+
+def test_grad_clipping_and_grad_norm_bound_the_update():
+    model = make_model(seed=5)
+    before = [p.detach().clone() for p in model.parameters()]
+    make_trainer({"num_epochs": 1, "grad_clipping": 1e-4, "optimizer": {"type": "sgd", "lr": 1.0}},
+                 model, train=blobs(8, 1, 8), validation=None).train()  # fmt: skip
+    for old, new in zip(before, model.parameters()):
+        assert (new.detach() - old).abs().max() <= 1e-4 + 1e-7
+
+
+def test_no_grad_freezes_matching_parameters():
+    model = make_model(seed=0, hidden_dims=[8])
+    frozen = model.network[0].weight.detach().clone()
+    make_trainer({"num_epochs": 1, "no_grad": ["^network\\.0\\."]}, model, validation=None).train()
+    assert torch.equal(model.network[0].weight, frozen) and not model.network[0].weight.requires_grad
+
+
+class ExplodingModel(Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+        self.calls = 0
+
+    def forward(self, features, label=None, **extra):
+        self.calls += 1
+        scale = float("nan") if self.calls == 3 else 1.0
+        return {"loss": (self.weight * features.sum() * scale).mean() ** 2}
+
+
+def test_a_nan_loss_stops_training_naming_the_epoch_and_batch():
+    with pytest.raises(ValueError, match="the training loss is nan at epoch 0, batch 2"):
+        make_trainer({"num_epochs": 1}, ExplodingModel(), validation=None).train()
+
+
+class TwoLosses(Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+
+    def forward(self, features, label, **extra):
+        prediction = self.linear(features).squeeze(-1)
+        return {
+            "loss": {"mse": ((prediction - label.float()) ** 2).mean(), "l1": (prediction - label.float()).abs().mean()}
+        }
+
+
+def test_named_losses_are_summed_and_reported_one_by_one():
+    metrics = make_trainer({"num_epochs": 1}, TwoLosses()).train()
+    assert metrics["training_loss"] == pytest.approx(
+        metrics["training_loss_mse"] + metrics["training_loss_l1"], rel=1e-5
+    )
+    assert "validation_loss_mse" in metrics and "validation_loss_l1" in metrics
+
+
+def test_the_model_holds_the_best_weights_at_the_end():
+    best = {}
+
+    class RememberBest(TrainerCallback):
+        def on_epoch(self, trainer, metrics, epoch, **kwargs):
+            if epoch >= 0 and metrics["best_epoch"] == epoch:
+                best.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    # A learning rate this large makes later epochs worse than an early one.
+    trainer = make_trainer({"num_epochs": 6, "optimizer": {"type": "sgd", "lr": 5.0}})
+    trainer._callbacks.append(RememberBest())
+    metrics = trainer.train()
+    assert metrics["best_epoch"] is not None
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, best[key])
+
+
+def test_moving_average_weights_are_the_ones_validated_and_kept_as_best():
+    validated = []
+
+    class RecordValidationWeights(TrainerCallback):
+        def on_batch(self, trainer, *args, **kwargs):
+            if not args[5]:  # a validation batch
+                validated.append(trainer.model.network[0].weight.detach().clone())
+
+    model = make_model(seed=1)
+    trainer = make_trainer({"num_epochs": 2, "moving_average": {"decay": 0.5}}, model)
+    trainer._callbacks.append(RecordValidationWeights())
+    trainer.train()
+    averaged = trainer._moving_average
+    live = model.network[0].weight.detach().clone()
+    # During validation the model held the averaged weights, which differ from the live ones.
+    with trainer._averaged_weights():
+        assert torch.equal(model.network[0].weight, validated[-1])
+    assert torch.equal(model.network[0].weight, live) and averaged is not None
+
+
+def test_callbacks_fire_in_the_documented_order():
+    events = []
+
+    class Recorder(TrainerCallback):
+        def on_start(self, trainer, **kwargs):
+            events.append("start")
+
+        def on_batch(self, trainer, *args, **kwargs):
+            events.append("train_batch" if args[5] else "validation_batch")
+
+        def on_epoch(self, trainer, metrics, epoch, **kwargs):
+            events.append(f"epoch {epoch}")
+
+        def on_end(self, trainer, metrics=None, **kwargs):
+            events.append("end" if metrics is not None else "end after error")
+
+    trainer = make_trainer({"num_epochs": 1}, train=blobs(16, 1, 8), validation=blobs(8, 2, 8))
+    trainer._callbacks.append(Recorder())
+    trainer.train()
+    assert events == ["start", "epoch -1", "train_batch", "train_batch", "validation_batch", "epoch 0", "end"]
+
+
+def test_on_end_runs_after_an_exception():
+    ended = []
+
+    class Recorder(TrainerCallback):
+        def on_end(self, trainer, metrics=None, **kwargs):
+            ended.append(metrics)
+
+    trainer = make_trainer({"num_epochs": 1}, ExplodingModel(), validation=None)
+    trainer._callbacks.append(Recorder())
+    with pytest.raises(ValueError):
+        trainer.train()
+    assert ended == [None]
+
+
+def test_callbacks_from_the_config_including_bare_strings_and_legacy_ones(tmp_path):
+    trainer = make_trainer(
+        {"num_epochs": 1, "callbacks": ["track_epoch", {"type": "tensorboard", "summary_interval": 2}]},
+        serialization_dir=str(tmp_path),
+    )
+    names = [type(callback).__name__ for callback in trainer._callbacks]
+    assert names == ["ConsoleLoggerCallback", "TrackEpochCallback", "TensorBoardCallback"]
+    trainer.train()
+    assert trainer.model.epoch == 1
+
+
+def test_component_hooks_are_called():
+    class HookedModel(TwoLosses):
+        epochs_seen: list[int] = []
+
+        def on_epoch(self, trainer, metrics, epoch, **kwargs):
+            self.epochs_seen.append(epoch)
+
+    model = HookedModel()
+    make_trainer({"num_epochs": 2}, model).train()
+    assert model.epochs_seen == [-1, 0, 1]
+
+
+def test_tensorboard_writes_real_event_files(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_trainer({"num_epochs": 2, "callbacks": [{"type": "tensorboard", "summary_interval": 2}]},
+                 serialization_dir=str(tmp_path)).train()  # fmt: skip
+    train = EventAccumulator(str(tmp_path / "log" / "train"))
+    train.Reload()
+    validation = EventAccumulator(str(tmp_path / "log" / "validation"))
+    validation.Reload()
+    assert [event.step for event in train.Scalars("loss")] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert "learning_rate/group0" in train.Tags()["scalars"]
+    assert [event.step for event in validation.Scalars("epoch_metrics/accuracy")] == [0, 1]
+
+
+def test_tensorboard_writer_from_allennlp_1_configs_is_read_as_the_callback(tmp_path, caplog):
+    trainer = make_trainer(
+        {"num_epochs": 1, "tensorboard_writer": {"summary_interval": 4}}, serialization_dir=str(tmp_path)
+    )
+    assert any(type(c).__name__ == "TensorBoardCallback" and c.summary_interval == 4 for c in trainer._callbacks)
+    assert "tensorboard_writer is deprecated" in caplog.text
+
+
+def test_use_amp_on_cpu_trains_in_bfloat16():
+    metrics = make_trainer({"num_epochs": 3, "use_amp": True, "optimizer": {"type": "adam", "lr": 0.01}}).train()
+    assert metrics["validation_accuracy"] >= 0.9
+
+
+def test_opt_level_from_apex_configs_is_accepted(caplog):
+    caplog.set_level("INFO")
+    trainer = make_trainer({"num_epochs": 1, "opt_level": "O1"})
+    assert trainer._amp_dtype == torch.bfloat16
+    assert "opt_level O1" in caplog.text
+
+
+@Trainer.register("my_trainer")
+class MyTrainer(Trainer):
+    def __init__(self, model: Model, marker: str = "mine", serialization_dir: str | None = None) -> None:
+        super().__init__(serialization_dir, cuda_device=-1)
+        self.model, self.marker = model, marker
+
+    def train(self) -> dict[str, Any]:
+        return {"marker": self.marker}
+
+
+def test_a_trainer_plugin_is_picked_by_type():
+    trainer = Trainer.from_params(Params({"type": "my_trainer", "marker": "x"}, "trainer"), model=make_model())
+    assert isinstance(trainer, MyTrainer) and trainer.train() == {"marker": "x"}
