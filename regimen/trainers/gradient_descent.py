@@ -9,7 +9,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,12 @@ from regimen.data import DataLoader
 from regimen.models import Model
 from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.params import write_json_atomically
-from regimen.trainers.callbacks import ConsoleLoggerCallback, TensorBoardCallback, TrainerCallback
+from regimen.trainers.callbacks import (
+    ConfidenceChecksCallback,
+    ConsoleLoggerCallback,
+    TensorBoardCallback,
+    TrainerCallback,
+)
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
@@ -27,6 +32,7 @@ from regimen.trainers.metric_tracker import MetricTracker
 from regimen.trainers.momentum_schedulers import MomentumScheduler
 from regimen.trainers.moving_average import MovingAverage
 from regimen.trainers.optimizers import Optimizer
+from regimen.trainers.precision import make_precision
 from regimen.trainers.progress import Progress
 from regimen.trainers.trainer import Trainer
 
@@ -61,7 +67,7 @@ class GradientDescentTrainer(Trainer):
     - `compile` (bool, false): run the model through `torch.compile`.
     - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: periodic plain lines instead of a bar).
     - `checkpointer`: reserved for checkpoint settings (see the README).
-    - `run_confidence_checks` (bool, false): accepted from AllenNLP configs; logs a note.
+    - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization.
     """
 
     def __init__(
@@ -87,11 +93,12 @@ class GradientDescentTrainer(Trainer):
         num_gradient_accumulation_steps: int = 1,
         use_amp: bool = False,
         amp_dtype: Literal["float16", "bfloat16"] | None = None,
+        opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
         compile: bool = False,
         progress_bar: bool = True,
         file_friendly_logging: bool = False,
         enable_default_callbacks: bool = True,
-        run_confidence_checks: bool = False,
+        run_confidence_checks: bool = True,
         distributed: bool = False,
         local_rank: int = 0,
         world_size: int = 1,
@@ -120,12 +127,10 @@ class GradientDescentTrainer(Trainer):
         self._momentum_scheduler = momentum_scheduler
         self._moving_average = moving_average
         self._accumulation = num_gradient_accumulation_steps
-        self._amp_dtype = _amp_dtype(use_amp, amp_dtype, self.device)
-        self._scaler = torch.amp.GradScaler(self.device.type) if self._amp_dtype == torch.float16 else None
+        self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level)
+        self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
-        if run_confidence_checks:
-            logger.info("run_confidence_checks is accepted for AllenNLP configs; regimen runs no extra checks")
-        self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks)
+        self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks, run_confidence_checks)
         # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
         self._total_steps = 0
         self._epochs_completed = 0
@@ -146,15 +151,12 @@ class GradientDescentTrainer(Trainer):
         epoch_callbacks: list[EpochCallback] | None = None,
         tensorboard_writer: Lazy[TensorBoardCallback] | None = None,
         no_grad: list[str] | None = None,
-        opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
         serialization_dir: str | None = None,
         **kwargs: Any,
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
         defaults = _init_defaults(cls)
         _freeze(model, no_grad or [])
-        if opt_level is not None:
-            kwargs["use_amp"] = _map_opt_level(opt_level, kwargs.get("use_amp", defaults["use_amp"]))
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
         num_epochs = kwargs.get("num_epochs", defaults["num_epochs"])
@@ -225,9 +227,17 @@ class GradientDescentTrainer(Trainer):
             train_metrics = totals.metrics("training_", self.model, reset=False)
             bar.update(len(group), train_metrics)
             self._call_callbacks(
-                "on_batch", self, group, outputs, train_metrics, epoch, step_in_epoch, True,
-                is_primary=self._primary, batch_grad_norm=grad_norm,
-            )  # fmt: skip
+                "on_batch",
+                self,
+                group,
+                outputs,
+                train_metrics,
+                epoch,
+                step_in_epoch,
+                True,
+                is_primary=self._primary,
+                batch_grad_norm=grad_norm,
+            )
             if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
                 if self._validation_point(epoch, totals, f"step_{self._total_steps}"):
                     return True
@@ -253,21 +263,15 @@ class GradientDescentTrainer(Trainer):
                     f"{step_in_epoch * self._accumulation + index}; lower the learning rate or check the data"
                 )
             totals.add(output)
-            scaled = loss / len(group)
-            (self._scaler.scale(scaled) if self._scaler else scaled).backward()
+            self._precision.backward(loss / len(group), self.optimizer)
             outputs.append(output)
-        if self._scaler is not None:
-            self._scaler.unscale_(self.optimizer)
+        self._precision.unscale(self.optimizer)
         grad_norm = self._clip_gradients()
         if self._learning_rate_scheduler is not None:
             self._learning_rate_scheduler.step_batch(self._total_steps + 1)
         if self._momentum_scheduler is not None:
             self._momentum_scheduler.step_batch(self._total_steps + 1)
-        if self._scaler is not None:
-            self._scaler.step(self.optimizer)
-            self._scaler.update()
-        else:
-            self.optimizer.step()
+        self._precision.step(self.optimizer)
         if self._moving_average is not None:
             self._moving_average.apply(self._total_steps + 1)
         self.optimizer.zero_grad(set_to_none=True)
@@ -276,8 +280,7 @@ class GradientDescentTrainer(Trainer):
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
         """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
         batch = _to_device(batch, self.device)
-        autocast = torch.autocast(self.device.type, self._amp_dtype) if self._amp_dtype else nullcontext()
-        with autocast:
+        with self._precision.autocast():
             output = dict(self._forward(**batch))
         if "loss" not in output:
             if for_training:
@@ -387,7 +390,7 @@ class GradientDescentTrainer(Trainer):
             ("learning_rate_scheduler", self._learning_rate_scheduler),
             ("momentum_scheduler", self._momentum_scheduler),
             ("moving_average", self._moving_average),
-            ("grad_scaler", self._scaler),
+            ("precision", self._precision),
         ):
             if component is not None:
                 training_state[key] = component.state_dict()
@@ -402,10 +405,14 @@ class GradientDescentTrainer(Trainer):
             loader.set_epoch(epoch)
         return loader
 
-    def _gather_callbacks(self, callbacks: list[TrainerCallback], enable_default: bool) -> list[TrainerCallback]:
+    def _gather_callbacks(
+        self, callbacks: list[TrainerCallback], enable_default: bool, confidence_checks: bool
+    ) -> list[TrainerCallback]:
         gathered = list(callbacks)
         if enable_default and not any(isinstance(c, ConsoleLoggerCallback) for c in gathered):
             gathered.insert(0, ConsoleLoggerCallback(self._serialization_dir))
+        if confidence_checks and not any(isinstance(c, ConfidenceChecksCallback) for c in gathered):
+            gathered.append(ConfidenceChecksCallback(self._serialization_dir))
         components = [
             self.model,
             self.data_loader,
@@ -493,27 +500,6 @@ def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
         for name, parameter in model.named_parameters():
             if name in matched:
                 parameter.requires_grad_(False)
-
-
-def _amp_dtype(use_amp: bool, amp_dtype: str | None, device: torch.device) -> torch.dtype | None:
-    if not use_amp:
-        return None
-    if amp_dtype is None:
-        return torch.float16 if device.type == "cuda" else torch.bfloat16
-    return getattr(torch, amp_dtype)
-
-
-def _map_opt_level(opt_level: str, use_amp: bool) -> bool:
-    """AllenNLP 1.x / apex ``opt_level``: native AMP stands in for apex (O0 means no mixed precision)."""
-    try:
-        import apex  # noqa: F401
-    except ImportError:
-        logger.info("opt_level %s: apex is not installed, using torch's native automatic mixed precision", opt_level)
-    else:
-        logger.info(
-            "opt_level %s: apex is installed; regimen uses torch's native AMP, which apex recommends", opt_level
-        )
-    return use_amp or opt_level != "O0"
 
 
 def _check_positive(**values: int | None) -> None:

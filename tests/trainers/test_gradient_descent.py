@@ -10,7 +10,7 @@ import torch
 
 from regimen.models import Model
 from regimen.registry import ConfigurationError, Params
-from regimen.trainers import GradientDescentTrainer, Trainer, TrainerCallback
+from regimen.trainers import BatchCallback, EpochCallback, GradientDescentTrainer, Trainer, TrainerCallback
 
 
 def blobs(count: int, seed: int, batch_size: int, dim: int = 4) -> list[dict[str, torch.Tensor]]:
@@ -49,8 +49,17 @@ def test_trains_a_real_model_to_high_accuracy_and_reports_allennlp_metric_keys(t
     assert isinstance(trainer, GradientDescentTrainer)
     metrics = trainer.train()
     assert metrics["validation_accuracy"] >= 0.95 and metrics["best_validation_accuracy"] >= 0.95
-    for key in ("best_epoch", "peak_worker_0_memory_MB", "training_duration", "epoch", "training_loss",
-                "training_accuracy", "validation_loss", "best_validation_loss", "training_epochs"):  # fmt: skip
+    for key in (
+        "best_epoch",
+        "peak_worker_0_memory_MB",
+        "training_duration",
+        "epoch",
+        "training_loss",
+        "training_accuracy",
+        "validation_loss",
+        "best_validation_loss",
+        "training_epochs",
+    ):
         assert key in metrics, key
     assert metrics["epoch"] == 4 and metrics["training_epochs"] == 5
     written = json.loads((tmp_path / "metrics_epoch_4.json").read_text())
@@ -93,8 +102,12 @@ def test_patience_stops_after_that_many_validations_without_strict_improvement()
 def test_gradient_accumulation_over_k_batches_equals_one_batch_k_times_larger():
     small, large = blobs(64, 1, batch_size=4), blobs(64, 1, batch_size=16)
     accumulated = make_model(seed=3)
-    make_trainer({"num_epochs": 2, "num_gradient_accumulation_steps": 4, "optimizer": {"type": "sgd", "lr": 0.1}},
-                 accumulated, small, validation=None).train()  # fmt: skip
+    make_trainer(
+        {"num_epochs": 2, "num_gradient_accumulation_steps": 4, "optimizer": {"type": "sgd", "lr": 0.1}},
+        accumulated,
+        small,
+        validation=None,
+    ).train()
     single = make_model(seed=3)
     make_trainer({"num_epochs": 2, "optimizer": {"type": "sgd", "lr": 0.1}}, single, large, validation=None).train()
     for a, b in zip(accumulated.parameters(), single.parameters()):
@@ -109,8 +122,9 @@ def test_a_final_partial_accumulation_group_still_steps():
             if args[3]:  # is_training
                 seen.append(len(batch_inputs))
 
-    trainer = make_trainer({"num_epochs": 1, "num_gradient_accumulation_steps": 3}, train=blobs(40, 1, 8),
-                           validation=None, callbacks=None)  # fmt: skip
+    trainer = make_trainer(
+        {"num_epochs": 1, "num_gradient_accumulation_steps": 3}, train=blobs(40, 1, 8), validation=None, callbacks=None
+    )
     trainer._callbacks.append(CountSteps())
     trainer.train()
     assert seen == [3, 2]
@@ -125,8 +139,10 @@ def test_num_steps_is_a_budget_of_optimizer_steps_across_epochs():
 def test_validate_every_num_steps(tmp_path):
     make_trainer({"num_steps": 12, "validate_every_num_steps": 4}, serialization_dir=str(tmp_path)).train()
     assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == [
-        "metrics_step_12.json", "metrics_step_4.json", "metrics_step_8.json"
-    ]  # fmt: skip
+        "metrics_step_12.json",
+        "metrics_step_4.json",
+        "metrics_step_8.json",
+    ]
 
 
 def test_validate_every_num_epochs(tmp_path):
@@ -143,10 +159,13 @@ def test_learning_rate_schedule_is_stepped_once_per_optimizer_step():
                 lrs.append(trainer.optimizer.param_groups[0]["lr"])
 
     trainer = make_trainer(
-        {"num_epochs": 2, "optimizer": {"type": "sgd", "lr": 1.0},
-         "learning_rate_scheduler": {"type": "linear_with_warmup", "warmup_steps": 4}},
+        {
+            "num_epochs": 2,
+            "optimizer": {"type": "sgd", "lr": 1.0},
+            "learning_rate_scheduler": {"type": "linear_with_warmup", "warmup_steps": 4},
+        },
         validation=None,
-    )  # fmt: skip
+    )
     trainer._callbacks.append(RecordLr())
     trainer.train()
     # 8 steps per epoch, 16 in all: warm up over 4 steps, then decay linearly to 0 at step 16.
@@ -165,8 +184,12 @@ def test_grad_norm_rescales_the_total_norm_and_reports_it_before_rescaling():
 
     model = make_model(seed=5)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-    trainer = make_trainer({"num_epochs": 1, "grad_norm": 1e-3, "optimizer": {"type": "sgd", "lr": 1.0}},
-                           model, train=blobs(8, 1, 8), validation=None)  # fmt: skip
+    trainer = make_trainer(
+        {"num_epochs": 1, "grad_norm": 1e-3, "optimizer": {"type": "sgd", "lr": 1.0}},
+        model,
+        train=blobs(8, 1, 8),
+        validation=None,
+    )
     trainer._callbacks.append(RecordNorm())
     trainer.train()
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -190,8 +213,12 @@ def test_grad_norm_true_only_measures():
 def test_grad_clipping_and_grad_norm_bound_the_update():
     model = make_model(seed=5)
     before = [p.detach().clone() for p in model.parameters()]
-    make_trainer({"num_epochs": 1, "grad_clipping": 1e-4, "optimizer": {"type": "sgd", "lr": 1.0}},
-                 model, train=blobs(8, 1, 8), validation=None).train()  # fmt: skip
+    make_trainer(
+        {"num_epochs": 1, "grad_clipping": 1e-4, "optimizer": {"type": "sgd", "lr": 1.0}},
+        model,
+        train=blobs(8, 1, 8),
+        validation=None,
+    ).train()
     for old, new in zip(before, model.parameters()):
         assert (new.detach() - old).abs().max() <= 1e-4 + 1e-7
 
@@ -319,7 +346,7 @@ def test_callbacks_from_the_config_including_bare_strings_and_legacy_ones(tmp_pa
         serialization_dir=str(tmp_path),
     )
     names = [type(callback).__name__ for callback in trainer._callbacks]
-    assert names == ["ConsoleLoggerCallback", "TrackEpochCallback", "TensorBoardCallback"]
+    assert names == ["ConsoleLoggerCallback", "TrackEpochCallback", "TensorBoardCallback", "ConfidenceChecksCallback"]
     trainer.train()
     assert trainer.model.epoch == 1
 
@@ -339,8 +366,10 @@ def test_component_hooks_are_called():
 def test_tensorboard_writes_real_event_files(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    make_trainer({"num_epochs": 2, "callbacks": [{"type": "tensorboard", "summary_interval": 2}]},
-                 serialization_dir=str(tmp_path)).train()  # fmt: skip
+    make_trainer(
+        {"num_epochs": 2, "callbacks": [{"type": "tensorboard", "summary_interval": 2}]},
+        serialization_dir=str(tmp_path),
+    ).train()
     train = EventAccumulator(str(tmp_path / "log" / "train"))
     train.Reload()
     validation = EventAccumulator(str(tmp_path / "log" / "validation"))
@@ -366,8 +395,8 @@ def test_use_amp_on_cpu_trains_in_bfloat16():
 def test_opt_level_from_apex_configs_is_accepted(caplog):
     caplog.set_level("INFO")
     trainer = make_trainer({"num_epochs": 1, "opt_level": "O1"})
-    assert trainer._amp_dtype == torch.bfloat16
-    assert "opt_level O1" in caplog.text
+    assert trainer._precision.dtype == torch.bfloat16
+    assert "opt_level O1: apex is not in use here, using torch's native mixed precision" in caplog.text
 
 
 @Trainer.register("my_trainer")
@@ -383,3 +412,105 @@ class MyTrainer(Trainer):
 def test_a_trainer_plugin_is_picked_by_type():
     trainer = Trainer.from_params(Params({"type": "my_trainer", "marker": "x"}, "trainer"), model=make_model())
     assert isinstance(trainer, MyTrainer) and trainer.train() == {"marker": "x"}
+
+
+@BatchCallback.register("record_batches")
+class RecordBatches(BatchCallback):
+    calls: list[tuple[int, int, bool]] = []
+
+    def __call__(
+        self, trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training, is_primary=True
+    ):
+        self.calls.append((epoch, batch_number, is_training))
+
+
+@EpochCallback.register("record_epochs")
+class RecordEpochs(EpochCallback):
+    calls: list[int] = []
+
+    def __call__(self, trainer, metrics, epoch, is_primary=True):
+        self.calls.append(epoch)
+
+
+def test_allennlp_1_batch_and_epoch_callbacks_are_called():
+    RecordBatches.calls.clear()
+    RecordEpochs.calls.clear()
+    make_trainer(
+        {"num_epochs": 1, "batch_callbacks": ["record_batches"], "epoch_callbacks": ["record_epochs"]},
+        train=blobs(16, 1, 8),
+        validation=blobs(8, 2, 8),
+    ).train()
+    assert RecordBatches.calls == [(0, 1, True), (0, 2, True), (0, 1, False)]
+    assert RecordEpochs.calls == [-1, 0]
+
+
+def test_save_predictions_writes_each_validation_instance(tmp_path):
+    make_trainer({"num_epochs": 2, "callbacks": ["save_predictions"]}, serialization_dir=str(tmp_path)).train()
+    lines = (tmp_path / "predictions" / "validation_epoch_1.jsonl").read_text().splitlines()
+    assert len(lines) == 32
+    record = json.loads(lines[0])
+    assert set(record) == {"logits", "probs", "target"} and len(record["probs"]) == 2
+    assert record["target"] == int(blobs(32, 2, 8)[0]["label"][0])
+
+
+def test_tensorboard_memory_usage_writes_a_scalar_per_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_trainer({"num_epochs": 1, "callbacks": ["tensorboard_memory_usage"]}, serialization_dir=str(tmp_path)).train()
+    events = EventAccumulator(str(tmp_path / "log" / "memory"))
+    events.Reload()
+    values = events.Scalars("memory_usage/peak_worker_0_memory_MB")
+    assert [event.step for event in values] == list(range(1, 9)) and values[0].value > 10
+
+
+def test_a_list_of_validation_metrics_is_summed():
+    trainer = make_trainer({"num_epochs": 2, "validation_metric": ["+accuracy", "-loss"]})
+    metrics = trainer.train()
+    best = trainer._metric_tracker.best_epoch_metrics
+    assert trainer._metric_tracker.best_score == pytest.approx(best["accuracy"] - best["loss"])
+    assert metrics["best_validation_accuracy"] == best["accuracy"]
+
+
+def test_momentum_scheduler_changes_momentum_per_validation():
+    momenta = []
+
+    class RecordMomentum(TrainerCallback):
+        def on_epoch(self, trainer, metrics, epoch, **kwargs):
+            momenta.append(trainer.optimizer.param_groups[0]["momentum"])
+
+    trainer = make_trainer(
+        {
+            "num_epochs": 3,
+            "optimizer": {"type": "sgd", "lr": 0.01, "momentum": 0.9},
+            "momentum_scheduler": {"type": "inverted_triangular", "cool_down": 1, "warm_up": 1},
+        }
+    )
+    trainer._callbacks.append(RecordMomentum())
+    trainer.train()
+    # Seen after each validation (and once before training): down to 0.9 / 10 over one epoch, back up over one.
+    assert momenta == pytest.approx([0.9, 0.09, 0.9, 0.9])
+
+
+class BiasBeforeBatchNorm(Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.BatchNorm1d(4)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, features, label, **extra):
+        return {"loss": torch.nn.functional.cross_entropy(self.out(self.norm(self.linear(features))), label)}
+
+
+def test_confidence_checks_catch_a_bias_before_batch_norm_and_can_be_turned_off():
+    from regimen.trainers.callbacks import ConfidenceCheckError
+
+    with pytest.raises(ConfidenceCheckError, match=r"linear \(Linear with a bias\) feeds norm \(BatchNorm1d\)"):
+        make_trainer({"num_epochs": 1}, BiasBeforeBatchNorm(), validation=None).train()
+    make_trainer({"num_epochs": 1, "run_confidence_checks": False}, BiasBeforeBatchNorm(), validation=None).train()
+
+
+def test_file_friendly_logging_and_progress_bar_write_to_stderr(capfd):
+    make_trainer({"num_epochs": 1, "progress_bar": True, "file_friendly_logging": True}).train()
+    err = capfd.readouterr().err
+    assert "epoch 0" in err and "|" in err  # an ascii bar: readable in a log file

@@ -99,12 +99,23 @@ class LegacyCallbacks(TrainerCallback):
         self.batch_callbacks = batch_callbacks
         self.epoch_callbacks = epoch_callbacks
 
-    def on_batch(self, trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training,
-                 is_primary=True, batch_grad_norm=None, **kwargs) -> None:  # fmt: skip
+    def on_batch(
+        self,
+        trainer,
+        batch_inputs,
+        batch_outputs,
+        batch_metrics,
+        epoch,
+        batch_number,
+        is_training,
+        is_primary=True,
+        batch_grad_norm=None,
+        **kwargs,
+    ) -> None:
         for callback in self.batch_callbacks:
             callback(trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training, is_primary)
 
-    def on_epoch(self, trainer, metrics, epoch, is_primary=True, **kwargs) -> None:  # fmt: skip
+    def on_epoch(self, trainer, metrics, epoch, is_primary=True, **kwargs) -> None:
         for callback in self.epoch_callbacks:
             callback(trainer, metrics, epoch, is_primary)
 

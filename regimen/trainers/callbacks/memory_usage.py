@@ -28,16 +28,27 @@ class TensorBoardMemoryUsageCallback(TrainerCallback):
 
             self._writer = SummaryWriter(str(Path(self.serialization_dir) / "log" / "memory"))
 
-    def on_batch(self, trainer: Any, batch_inputs: Any, batch_outputs: Any, batch_metrics: Any, epoch: int,
-                 batch_number: int, is_training: bool, is_primary: bool = True, **kwargs: Any) -> None:  # fmt: skip
+    def on_batch(
+        self,
+        trainer: Any,
+        batch_inputs: Any,
+        batch_outputs: Any,
+        batch_metrics: Any,
+        epoch: int,
+        batch_number: int,
+        is_training: bool,
+        is_primary: bool = True,
+        **kwargs: Any,
+    ) -> None:
         if self._writer is None or not is_training:
             return
         self._step += 1
         for name, value in peak_memory_mb().items():
             self._writer.add_scalar(f"memory_usage/{name}", value, self._step)
 
-    def on_end(self, trainer: Any, metrics: Any = None, epoch: Any = None, is_primary: bool = True,
-               **kwargs: Any) -> None:  # fmt: skip
+    def on_end(
+        self, trainer: Any, metrics: Any = None, epoch: Any = None, is_primary: bool = True, **kwargs: Any
+    ) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None

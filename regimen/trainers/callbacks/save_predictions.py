@@ -39,9 +39,18 @@ class SavePredictionsCallback(TrainerCallback):
         self.instance_loss_field = instance_loss_field
         self._lines: list[str] = []
 
-    def on_batch(self, trainer: Any, batch_inputs: list[dict[str, Any]], batch_outputs: list[dict[str, Any]],
-                 batch_metrics: dict[str, Any], epoch: int, batch_number: int, is_training: bool,
-                 is_primary: bool = True, **kwargs: Any) -> None:  # fmt: skip
+    def on_batch(
+        self,
+        trainer: Any,
+        batch_inputs: list[dict[str, Any]],
+        batch_outputs: list[dict[str, Any]],
+        batch_metrics: dict[str, Any],
+        epoch: int,
+        batch_number: int,
+        is_training: bool,
+        is_primary: bool = True,
+        **kwargs: Any,
+    ) -> None:
         if is_training or not is_primary or self.serialization_dir is None:
             return
         for inputs, outputs in zip(batch_inputs, batch_outputs):

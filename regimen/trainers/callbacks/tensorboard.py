@@ -113,8 +113,14 @@ class TensorBoardCallback(TrainerCallback):
                     writer.add_scalar(f"epoch_metrics/{key.removeprefix(prefix)}", value, epoch)
             writer.flush()
 
-    def on_end(self, trainer: Any, metrics: dict[str, Any] | None = None, epoch: int | None = None,
-               is_primary: bool = True, **kwargs: Any) -> None:  # fmt: skip
+    def on_end(
+        self,
+        trainer: Any,
+        metrics: dict[str, Any] | None = None,
+        epoch: int | None = None,
+        is_primary: bool = True,
+        **kwargs: Any,
+    ) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
