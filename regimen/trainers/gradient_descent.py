@@ -64,7 +64,8 @@ class GradientDescentTrainer(Trainer):
       `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP.
     - `no_grad` (list[str], []): regexes of parameters to freeze.
     - `cuda_device` (int, null: the first CUDA device if there is one, else the CPU; -1: the CPU).
-    - `compile` (bool, false): run the model through `torch.compile`.
+    - `compile` (bool or object, false): run the model through `torch.compile`; an object is passed to it as
+      keyword arguments (`{"mode": "max-autotune"}`). Checkpoints hold the uncompiled model's weights.
     - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: periodic plain lines instead of a bar).
     - `checkpointer`: reserved for checkpoint settings (see the README).
     - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization.
@@ -94,7 +95,7 @@ class GradientDescentTrainer(Trainer):
         use_amp: bool = False,
         amp_dtype: Literal["float16", "bfloat16"] | None = None,
         opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
-        compile: bool = False,
+        compile: bool | dict[str, Any] = False,
         progress_bar: bool = True,
         file_friendly_logging: bool = False,
         enable_default_callbacks: bool = True,
@@ -112,7 +113,7 @@ class GradientDescentTrainer(Trainer):
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
-        self._forward = torch.compile(self.model) if compile else self.model
+        self._forward = _compiled(self.model, compile)
         self.optimizer = optimizer
         self.data_loader = data_loader
         self.validation_data_loader = validation_data_loader
@@ -500,6 +501,12 @@ def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
         for name, parameter in model.named_parameters():
             if name in matched:
                 parameter.requires_grad_(False)
+
+
+def _compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> Any:
+    if options is False:
+        return model
+    return torch.compile(model, **(options if isinstance(options, dict) else {}))
 
 
 def _check_positive(**values: int | None) -> None:

@@ -514,3 +514,13 @@ def test_file_friendly_logging_and_progress_bar_write_to_stderr(capfd):
     make_trainer({"num_epochs": 1, "progress_bar": True, "file_friendly_logging": True}).train()
     err = capfd.readouterr().err
     assert "epoch 0" in err and "|" in err  # an ascii bar: readable in a log file
+
+
+def test_compile_runs_the_model_through_torch_compile():
+    # The eager backend keeps the test fast; it still traces the model with dynamo.
+    trainer = make_trainer(
+        {"num_epochs": 2, "compile": {"backend": "eager"}, "optimizer": {"type": "adam", "lr": 0.01}}
+    )
+    assert trainer._forward is not trainer.model
+    assert trainer.train()["validation_accuracy"] >= 0.9
+    assert all(not key.startswith("_orig_mod") for key in trainer.model.state_dict())

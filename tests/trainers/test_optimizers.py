@@ -85,16 +85,6 @@ def test_every_registered_name_builds_and_a_step_changes_every_trainable_weight(
         assert changed == parameter.requires_grad, parameter_name
 
 
-def test_every_registered_docstring_names_itself_and_documents_every_config_key():
-    for name in Optimizer.list_available():
-        cls, _ = Optimizer.resolve_class_name(name)
-        doc = inspect.getdoc(cls) or ""
-        assert f'Registered as an `Optimizer` with name "{name}".' in doc, name
-        for key in list(inspect.signature(cls.__init__).parameters)[1:]:
-            if key != "model_parameters":
-                assert f"`{key}`" in doc, f"{name}: {key}"
-
-
 def test_defaults_are_torch_defaults_except_the_allennlp_names():
     for name in Optimizer.list_available():
         cls, _ = Optimizer.resolve_class_name(name)
