@@ -50,9 +50,10 @@ class MlpClassifier(Model):
         layers.append(torch.nn.Linear(width, num_classes))
         self.network = torch.nn.Sequential(*layers)
         self.loss = torch.nn.CrossEntropyLoss()
-        # Counts kept as tensors on the model's device, so no step waits for the device to report them.
-        self.register_buffer("_correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("_total", torch.zeros((), dtype=torch.long), persistent=False)
+        # Counts kept as tensors on the model's device, so no step waits for the device to report them; as
+        # persistent buffers they are saved with the weights, so a run resumed mid-epoch reports the same metrics.
+        self.register_buffer("_correct", torch.zeros((), dtype=torch.long), persistent=True)
+        self.register_buffer("_total", torch.zeros((), dtype=torch.long), persistent=True)
 
     def forward(self, features: torch.Tensor, label: torch.Tensor | None = None, **extra: Any) -> dict[str, Any]:
         logits = self.network(features.float())

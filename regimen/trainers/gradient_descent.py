@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from regimen.trainers.callbacks import (
     TrainerCallback,
 )
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
+from regimen.trainers.checkpointer import Checkpointer, save_atomically
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
@@ -34,9 +36,12 @@ from regimen.trainers.moving_average import MovingAverage
 from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.progress import Progress
+from regimen.trainers.random_state import rng_state, set_rng_state
 from regimen.trainers.trainer import Trainer
 
 logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1  # of the training state in checkpoints; raise it when its layout changes
 
 
 @Trainer.register("gradient_descent", constructor="from_partial_objects")
@@ -67,7 +72,8 @@ class GradientDescentTrainer(Trainer):
     - `compile` (bool or object, false): run the model through `torch.compile`; an object is passed to it as
       keyword arguments (`{"mode": "max-autotune"}`). Checkpoints hold the uncompiled model's weights.
     - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: periodic plain lines instead of a bar).
-    - `checkpointer`: reserved for checkpoint settings (see the README).
+    - `checkpointer` (Checkpointer, "default"; null: no checkpoints): when to save and how many to keep. A
+      trainer whose serialization directory holds checkpoints resumes from the newest complete one.
     - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization.
     """
 
@@ -84,6 +90,7 @@ class GradientDescentTrainer(Trainer):
         validate_every_num_epochs: int = 1,
         validate_every_num_steps: int | None = None,
         serialization_dir: str | None = None,
+        checkpointer: Checkpointer | None = None,
         cuda_device: int | None = None,
         grad_norm: float | bool | None = None,
         grad_clipping: float | None = None,
@@ -133,8 +140,11 @@ class GradientDescentTrainer(Trainer):
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
         self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks, run_confidence_checks)
         # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
+        self._checkpointer = checkpointer
         self._total_steps = 0
         self._epochs_completed = 0
+        self._batches_in_epoch = 0
+        self._totals = _LossTotals()
         self._best_model_state: dict[str, torch.Tensor] | None = None
         self._last_metrics: dict[str, Any] = {}
 
@@ -151,6 +161,7 @@ class GradientDescentTrainer(Trainer):
         batch_callbacks: list[BatchCallback] | None = None,
         epoch_callbacks: list[EpochCallback] | None = None,
         tensorboard_writer: Lazy[TensorBoardCallback] | None = None,
+        checkpointer: Lazy[Checkpointer] | None = Lazy(Checkpointer),
         no_grad: list[str] | None = None,
         serialization_dir: str | None = None,
         **kwargs: Any,
@@ -185,6 +196,9 @@ class GradientDescentTrainer(Trainer):
             moving_average=moving_average and moving_average.construct(parameters=parameters),
             callbacks=built_callbacks,
             serialization_dir=serialization_dir,
+            checkpointer=checkpointer.construct(serialization_dir=serialization_dir)
+            if checkpointer is not None and serialization_dir is not None
+            else None,
             **kwargs,
         )
 
@@ -194,13 +208,15 @@ class GradientDescentTrainer(Trainer):
         start = time.monotonic()
         metrics: dict[str, Any] | None = None
         try:
+            start_batch = self._restore_checkpoint()
             self._call_callbacks("on_start", self, is_primary=self._primary)
-            self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
+            if self._total_steps == 0:
+                self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
             first_epoch = self._epochs_completed
             while not self._finished():
-                stop_early = self._train_epoch(self._epochs_completed)
-                if stop_early:
+                if self._train_epoch(self._epochs_completed, start_batch):
                     break
+                start_batch = 0
             metrics = self._final_metrics(first_epoch, time.monotonic() - start)
             self._restore_best_weights()
             return metrics
@@ -211,20 +227,27 @@ class GradientDescentTrainer(Trainer):
             )
 
     def _finished(self) -> bool:
+        if self._metric_tracker.should_stop_early():
+            return True
         if self._num_steps is not None:
             return self._total_steps >= self._num_steps
         return self._epochs_completed >= self._num_epochs
 
-    def _train_epoch(self, epoch: int) -> bool:
-        """One pass over the training batches; returns True when training should stop early."""
+    def _train_epoch(self, epoch: int, start_batch: int = 0) -> bool:
+        """One pass over the training batches (from ``start_batch`` when resuming); True means stop early."""
         self.model.train()
-        totals = _LossTotals()
+        if start_batch == 0:
+            self._totals = _LossTotals()
+        totals = self._totals
         bar = self._progress.start(f"epoch {epoch}", len(self.data_loader))
-        step_in_epoch = 0
-        for group in _groups(self._batches(self.data_loader, epoch), self._accumulation):
+        bar.update(start_batch, {})
+        self._batches_in_epoch = start_batch
+        step_in_epoch = start_batch // self._accumulation
+        for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
             outputs, grad_norm = self._optimizer_step(group, epoch, step_in_epoch, totals)
             step_in_epoch += 1
             self._total_steps += 1
+            self._batches_in_epoch += len(group)
             train_metrics = totals.metrics("training_", self.model, reset=False)
             bar.update(len(group), train_metrics)
             self._call_callbacks(
@@ -244,11 +267,18 @@ class GradientDescentTrainer(Trainer):
                     return True
             if self._num_steps is not None and self._total_steps >= self._num_steps:
                 break
+            if self._checkpointer is not None:
+                self._checkpointer.maybe_save_checkpoint(self, epoch, self._batches_in_epoch)
         bar.close()
         self._epochs_completed = epoch + 1
+        self._batches_in_epoch = 0
+        stop = False
         if self._validate_every_num_steps is None and self._epochs_completed % self._validate_every_num_epochs == 0:
-            return self._validation_point(epoch, totals, f"epoch_{epoch}")
-        return False
+            stop = self._validation_point(epoch, totals, f"epoch_{epoch}")
+        self._totals = _LossTotals()
+        if self._checkpointer is not None:
+            self._checkpointer.maybe_save_checkpoint(self, self._epochs_completed, 0)
+        return stop
 
     def _optimizer_step(
         self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: _LossTotals
@@ -320,6 +350,8 @@ class GradientDescentTrainer(Trainer):
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             self._best_model_state = self._averaged_model_state()
+            if self._serialization_dir is not None and self._primary:
+                save_atomically(self._best_model_state, Path(self._serialization_dir) / "best.th")
         metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
         metrics["best_epoch"] = self._metric_tracker.best_epoch
         metrics["epoch"] = epoch
@@ -380,31 +412,67 @@ class GradientDescentTrainer(Trainer):
     def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """The model's state (moving-average weights swapped in while open) and the training state."""
         training_state = {
-            "version": 1,
-            "optimizer": self.optimizer.state_dict(),
-            "metric_tracker": self._metric_tracker.state_dict(),
+            "version": _STATE_VERSION,
             "total_steps": self._total_steps,
             "epochs_completed": self._epochs_completed,
+            "batches_in_epoch": self._batches_in_epoch,
+            "loss_totals": self._totals.state_dict(),
+            "last_metrics": self._last_metrics,
             "callbacks": [callback.state_dict() for callback in self._callbacks],
+            "rng": rng_state(),
+            **{key: component.state_dict() for key, component in self._stateful_components().items()},
         }
-        for key, component in (
-            ("learning_rate_scheduler", self._learning_rate_scheduler),
-            ("momentum_scheduler", self._momentum_scheduler),
-            ("moving_average", self._moving_average),
-            ("precision", self._precision),
-        ):
-            if component is not None:
-                training_state[key] = component.state_dict()
         with self._averaged_weights():
             yield self.model.state_dict(), training_state
 
+    def _stateful_components(self) -> dict[str, Any]:
+        components = {
+            "optimizer": self.optimizer,
+            "metric_tracker": self._metric_tracker,
+            "learning_rate_scheduler": self._learning_rate_scheduler,
+            "momentum_scheduler": self._momentum_scheduler,
+            "moving_average": self._moving_average,
+            "precision": self._precision,
+            "checkpointer": self._checkpointer,
+        }
+        return {key: component for key, component in components.items() if component is not None}
+
+    def _restore_checkpoint(self) -> int:
+        """Continue from the newest complete checkpoint, if any; returns the batch to start the epoch at."""
+        loaded = self._checkpointer.load_checkpoint() if self._checkpointer is not None else None
+        if loaded is None:
+            return 0
+        model_state, training_state = loaded
+        if training_state.get("version") != _STATE_VERSION:
+            raise RuntimeError(f"cannot resume: training state version {training_state.get('version')} is unknown")
+        # The live weights first: the moving average's state restores them over the averaged ones saved here.
+        self.model.load_state_dict(model_state)
+        for key, component in self._stateful_components().items():
+            if key in training_state:
+                component.load_state_dict(training_state[key])
+        for callback, state in zip(self._callbacks, training_state["callbacks"]):
+            callback.load_state_dict(state)
+        self._total_steps = training_state["total_steps"]
+        self._epochs_completed = training_state["epochs_completed"]
+        self._totals.load_state_dict(training_state["loss_totals"])
+        self._last_metrics = training_state["last_metrics"]
+        best = Path(self._serialization_dir) / "best.th"
+        if best.is_file():
+            self._best_model_state = torch.load(best, map_location=self.device, weights_only=True)
+        set_rng_state(training_state["rng"])
+        logger.info(
+            "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
+        )
+        return training_state["batches_in_epoch"]
+
     # ---- helpers -------------------------------------------------------------------------------------------
-    def _batches(self, loader: Iterable[dict[str, Any]], epoch: int) -> Iterable[dict[str, Any]]:
+    def _batches(self, loader: Iterable[dict[str, Any]], epoch: int, start: int = 0) -> Iterable[dict[str, Any]]:
+        """The batches of ``epoch`` from batch ``start`` on; regimen's loaders skip without producing them."""
         if hasattr(loader, "iter_epoch"):
-            return loader.iter_epoch(epoch)
+            return loader.iter_epoch(epoch, start)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        return loader
+        return itertools.islice(loader, start, None)
 
     def _gather_callbacks(
         self, callbacks: list[TrainerCallback], enable_default: bool, confidence_checks: bool
@@ -451,6 +519,12 @@ class _LossTotals:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.batches = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.batches = dict(state["sums"]), state["batches"]
 
     def add(self, output: dict[str, Any]) -> None:
         self.batches += 1

@@ -1,0 +1,411 @@
+"""Checkpointer: when to save training checkpoints, how to write them so a crash cannot break them, which to keep."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from regimen.registry import ConfigurationError, Registrable
+
+if TYPE_CHECKING:
+    from regimen.trainers.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+# ``model_state_e3_b0.th``: 3 epochs completed, 0 batches into the next one. Anchored, so temporary files
+# (``.model_state_e3_b0.th.<hex>.tmp``) never match.
+_CHECKPOINT_NAME = re.compile(r"^(model_state|training_state)_e(\d+)_b(\d+)\.th$")
+# What ``save_atomically`` leaves behind when the process is killed mid-write (only ``.th`` targets).
+_TEMPORARY_NAME = re.compile(r"^\..+\.th\.[0-9a-f]{16}\.tmp$")
+
+_Position = tuple[int, int]  # (epochs completed, batches into the next epoch)
+
+
+class _Default(int):
+    """An int default that ``is`` can tell apart from the same number written in a config.
+
+    Lets the constructor see whether ``keep_most_recent_by_count`` was given along with its AllenNLP 1.x
+    spelling, while the signature (and the documentation read from it) still says ``2``.
+    """
+
+
+_KEEP_TWO = _Default(2)
+
+
+# ---- writing files atomically ----------------------------------------------------------------------------------
+def save_atomically(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` that a crash at any moment cannot leave half-written.
+
+    The object is written to a temporary file in the same directory (``.NAME.<random>.tmp``), flushed and
+    fsynced, renamed over ``path`` (``os.replace``, atomic on POSIX and Windows), and the directory is fsynced so
+    the rename itself survives a power loss. Readers see the old file or the new one, never a mix. The temporary
+    file is created with the umask's permissions, as ``torch.save`` would create ``path``.
+    """
+    target = Path(path)
+    _commit(_write_temporary(obj, target), target)
+
+
+def _write_temporary(obj: Any, target: Path) -> Path:
+    """Write ``obj`` with torch.save to a new temporary file beside ``target``, fsynced; return its path."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        with os.fdopen(os.open(temporary, flags, 0o666), "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def _commit(temporary: Path, target: Path) -> None:
+    """Rename a written temporary file over its target and make the rename durable."""
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name == "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# ---- the checkpointer ------------------------------------------------------------------------------------------
+class Checkpointer(Registrable):
+    """Saves the model and training state during training, restores the newest one, and prunes old ones.
+
+    Registered as a `Checkpointer` with name "default" (the default when the trainer's ``checkpointer`` config
+    has no ``type``).
+
+    Files, in the serialization directory, named as AllenNLP 2.x names them:
+    ``model_state_e{E}_b{B}.th`` and ``training_state_e{E}_b{B}.th``, a checkpoint taken after ``E`` completed
+    epochs and ``B`` batches into the next one (``B`` is 0 at an epoch's end), and ``best.th``, the best model's
+    state. A checkpoint is complete when both of its files exist; an incomplete one is never used, and is
+    deleted at the next save. The newest checkpoint is the complete one with the highest ``(E, B)``, compared
+    as numbers.
+
+    Atomicity: every file is written to a temporary file in the same directory, fsynced, renamed into place and
+    the directory fsynced (`save_atomically`). The training state is renamed into place before the model state
+    and, when pruning, the model state is deleted before the training state, so a model file always has its
+    training-state twin. A process killed at any moment, in the middle of a write included, leaves every
+    checkpoint written before intact and loadable; the temporary files it leaves never look like checkpoints
+    and are deleted at the next save. Old checkpoints are pruned only after the new one is completely written.
+
+    Restoring (`load_checkpoint`) loads with ``weights_only=True`` (tensors and plain containers only, never
+    arbitrary pickled code). A newest checkpoint that cannot be loaded is logged as an error and the next older
+    one is used; it is deleted at the next save unless that save rewrites it. If checkpoints exist and none can
+    be loaded, restoring raises a RuntimeError rather than starting afresh.
+
+    Config keys:
+        save_completed_epochs: bool = true
+            Save a checkpoint at the end of every epoch.
+        save_every_num_batches: int | null = null
+            Also save after every this many batches within an epoch.
+        save_every_num_seconds: float | null = null
+            Also save when this many seconds have passed since the last save (measured in this process: the
+            clock starts at the first batch and restarts at every save and after a restore).
+        keep_most_recent_by_count: int | null = 2
+            Keep the newest this many checkpoints.
+        keep_most_recent_by_age: int | null = null
+            Keep the checkpoints written (by their files' modification time) less than this many seconds ago.
+            A checkpoint is kept when either rule keeps it; with both null every checkpoint is kept. The newest
+            checkpoint, the one a run resumes from, is always kept.
+        num_serialized_models_to_keep: int | null = null
+            AllenNLP 1.x's name for keep_most_recent_by_count (deprecated; logs a warning). A negative value
+            keeps every checkpoint, as in AllenNLP; 0 keeps only the newest (AllenNLP 1.x deleted each checkpoint
+            right after writing it; regimen always keeps the one a run resumes from).
+        keep_serialized_model_every_num_seconds: int | null = null
+            AllenNLP 1.x's key (deprecated; logs a warning), read as keep_most_recent_by_age with the same
+            number of seconds. This is not what AllenNLP 1.x did: it kept one checkpoint per that many seconds
+            for the whole run, while keep_most_recent_by_age keeps every checkpoint younger than that and
+            deletes older ones beyond keep_most_recent_by_count.
+        model_save_interval: float | null = null
+            AllenNLP 1.x's name for save_every_num_seconds (deprecated; logs a warning).
+    Giving an AllenNLP 1.x key together with its replacement is an error.
+
+    Given by the trainer, not written in the config: ``serialization_dir`` (the directory of the run).
+    """
+
+    default_implementation = "default"
+
+    def __init__(
+        self,
+        serialization_dir: str,
+        save_completed_epochs: bool = True,
+        save_every_num_batches: int | None = None,
+        save_every_num_seconds: float | None = None,
+        keep_most_recent_by_count: int | None = _KEEP_TWO,
+        keep_most_recent_by_age: int | None = None,
+        num_serialized_models_to_keep: int | None = None,
+        keep_serialized_model_every_num_seconds: int | None = None,
+        model_save_interval: float | None = None,
+    ) -> None:
+        errors: list[ConfigurationError] = []
+        # [key as written, value] for each setting, so an invalid value is reported under the key the user wrote.
+        by_count = ["keep_most_recent_by_count", keep_most_recent_by_count]
+        by_age = ["keep_most_recent_by_age", keep_most_recent_by_age]
+        every_seconds = ["save_every_num_seconds", save_every_num_seconds]
+        if num_serialized_models_to_keep is not None:
+            if keep_most_recent_by_count is not _KEEP_TWO:
+                errors.append(_both("num_serialized_models_to_keep", "keep_most_recent_by_count"))
+            else:
+                count = num_serialized_models_to_keep
+                by_count = ["num_serialized_models_to_keep", None if count < 0 else max(count, 1)]
+                _deprecated("num_serialized_models_to_keep", "keep_most_recent_by_count", by_count[1])
+        if keep_serialized_model_every_num_seconds is not None:
+            if keep_most_recent_by_age is not None:
+                errors.append(_both("keep_serialized_model_every_num_seconds", "keep_most_recent_by_age"))
+            else:
+                by_age = ["keep_serialized_model_every_num_seconds", keep_serialized_model_every_num_seconds]
+                _deprecated(
+                    "keep_serialized_model_every_num_seconds",
+                    "keep_most_recent_by_age",
+                    by_age[1],
+                    "; unlike AllenNLP 1.x, which kept one checkpoint per that many seconds for the whole run, "
+                    "checkpoints older than that are deleted beyond keep_most_recent_by_count",
+                )
+        if model_save_interval is not None:
+            if save_every_num_seconds is not None:
+                errors.append(_both("model_save_interval", "save_every_num_seconds"))
+            else:
+                every_seconds = ["model_save_interval", model_save_interval]
+                _deprecated("model_save_interval", "save_every_num_seconds", model_save_interval)
+        for (key, value), what in (
+            (("save_every_num_batches", save_every_num_batches), "a positive number of batches"),
+            (every_seconds, "a positive number of seconds"),
+            (by_count, "at least 1 (null keeps every checkpoint)"),
+            (by_age, "a positive number of seconds (null keeps checkpoints of any age)"),
+        ):
+            if value is not None and value <= 0:
+                errors.append(ConfigurationError(f"expected {what}, got {value}", key=key))
+        if errors:
+            raise ConfigurationError.combine(errors)
+
+        self._serialization_dir = serialization_dir
+        self._save_completed_epochs = save_completed_epochs
+        self._save_every_num_batches = save_every_num_batches
+        self._save_every_num_seconds = every_seconds[1]
+        self._keep_most_recent_by_count = None if by_count[1] is None else int(by_count[1])
+        self._keep_most_recent_by_age = by_age[1]
+        # time.monotonic() of the last save; None until the first batch, so building the trainer and reading
+        # the data do not count towards save_every_num_seconds.
+        self._last_save_time: float | None = None
+        # Checkpoints that failed to load in this process: deleted at the next save (unless it rewrites them).
+        self._unloadable: set[_Position] = set()
+
+    # ---- saving ------------------------------------------------------------------------------------------------
+    def maybe_save_checkpoint(
+        self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int
+    ) -> bool:
+        """Save a checkpoint if one is due; return whether one was saved.
+
+        Called after every optimizer step (``num_batches_in_epoch_completed`` > 0) and at the end of every
+        epoch (with 0 and the epoch counted as completed). Costs a few comparisons, and one clock read with
+        ``save_every_num_seconds``, when no checkpoint is due.
+        """
+        batches = num_batches_in_epoch_completed
+        if batches == 0:
+            due = self._save_completed_epochs
+        else:
+            every = self._save_every_num_batches
+            due = every is not None and batches % every == 0
+        if not due and self._save_every_num_seconds is not None:
+            now = time.monotonic()
+            if self._last_save_time is None:
+                self._last_save_time = now
+            due = now - self._last_save_time >= self._save_every_num_seconds
+        if due:
+            self.save_checkpoint(trainer, num_epochs_completed, batches)
+        return due
+
+    def save_checkpoint(self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int) -> None:
+        """Write the trainer's checkpoint as ``(E, B) = (num_epochs_completed, num_batches_in_epoch_completed)``.
+
+        Temporary files left by an interrupted save are deleted first. Both states are written to fsynced
+        temporary files while ``trainer.get_checkpoint_state()`` is open, then renamed into place, training state
+        first. Only then are incomplete checkpoints and those no retention rule keeps deleted.
+        """
+        position = (num_epochs_completed, num_batches_in_epoch_completed)
+        directory = Path(self._serialization_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._remove_temporaries(directory)
+        model_path, training_path = self._paths(position)
+        written: list[Path] = []
+        try:
+            with trainer.get_checkpoint_state() as (model_state, training_state):
+                written.append(_write_temporary(training_state, training_path))
+                written.append(_write_temporary(model_state, model_path))
+            # Training state first: once the model file is in place, the pair is complete.
+            _commit(written[0], training_path)
+            _commit(written[1], model_path)
+        except BaseException:
+            for temporary in written:
+                temporary.unlink(missing_ok=True)
+            raise
+        logger.debug("saved checkpoint %s", model_path)
+        self._last_save_time = time.monotonic()
+        self._unloadable.discard(position)
+        self._prune(position)
+
+    # ---- restoring ---------------------------------------------------------------------------------------------
+    def find_latest_checkpoint(self) -> tuple[str, str] | None:
+        """``(model state path, training state path)`` of the newest complete checkpoint, or None."""
+        checkpoints, _ = self._scan()
+        if not checkpoints:
+            return None
+        return checkpoints[max(checkpoints)]
+
+    def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``(model state, training state)`` of the newest checkpoint that loads, on the CPU; None if there is none.
+
+        A checkpoint that fails to load (truncated, corrupt, or holding objects other than tensors and plain
+        containers) is logged as an error and the next older one is tried. Raises RuntimeError when checkpoints
+        exist and none of them loads.
+        """
+        checkpoints, _ = self._scan()
+        failures: list[str] = []
+        for position in sorted(checkpoints, reverse=True):
+            states = []
+            for path in checkpoints[position]:
+                try:
+                    state = torch.load(path, map_location="cpu", weights_only=True)
+                    if not isinstance(state, dict):
+                        raise TypeError(f"expected a dict, found {type(state).__name__}")
+                except Exception as error:
+                    logger.error("cannot load checkpoint file %s (%s: %s)", path, type(error).__name__, error)
+                    failures.append(f"{path} ({type(error).__name__}: {error})")
+                    self._unloadable.add(position)
+                    break
+                states.append(state)
+            else:
+                if failures:
+                    logger.warning("resuming from the older checkpoint %s instead", checkpoints[position][0])
+                return states[0], states[1]
+        if failures:
+            listed = "\n  ".join(failures)
+            raise RuntimeError(
+                f"none of the {len(failures)} checkpoints in {self._serialization_dir} can be loaded:\n  {listed}\n"
+                "move them away to start training afresh, or use a different serialization directory"
+            )
+        return None
+
+    # ---- state across restarts -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpointer's own state: only a version.
+
+        Positions come from the trainer and retention from the files, so nothing else needs to carry over.
+        The time of the last save does not: a monotonic clock means nothing in another process, and the time a
+        run spent stopped should not make a save due the moment it resumes.
+        """
+        return {"version": 1}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take up what `state_dict` gave; the save_every_num_seconds clock restarts at the next batch."""
+        version = state_dict.get("version", 1)
+        if version > 1:
+            raise RuntimeError(f"checkpointer state version {version} is newer than this regimen reads (1)")
+        self._last_save_time = None
+
+    # ---- files -----------------------------------------------------------------------------------------------
+    def _paths(self, position: _Position) -> tuple[Path, Path]:
+        directory = Path(self._serialization_dir)
+        suffix = f"e{position[0]}_b{position[1]}.th"
+        return directory / f"model_state_{suffix}", directory / f"training_state_{suffix}"
+
+    def _scan(self) -> tuple[dict[_Position, tuple[str, str]], list[Path]]:
+        """Complete checkpoints ``{(E, B): (model path, training path)}`` and the incomplete checkpoints' files."""
+        found: dict[_Position, dict[str, Path]] = {}
+        try:
+            entries = list(os.scandir(self._serialization_dir))
+        except FileNotFoundError:
+            return {}, []
+        for entry in entries:
+            match = _CHECKPOINT_NAME.match(entry.name)
+            if match:
+                kind, epochs, batches = match.groups()
+                found.setdefault((int(epochs), int(batches)), {})[kind] = Path(entry.path)
+        complete = {
+            position: (str(files["model_state"]), str(files["training_state"]))
+            for position, files in found.items()
+            if len(files) == 2
+        }
+        incomplete = [path for files in found.values() if len(files) == 1 for path in files.values()]
+        return complete, incomplete
+
+    def _remove_temporaries(self, directory: Path) -> None:
+        for entry in os.scandir(directory):
+            if _TEMPORARY_NAME.match(entry.name):
+                logger.info("removing %s, left by an interrupted save", entry.path)
+                Path(entry.path).unlink(missing_ok=True)
+
+    def _prune(self, saved: _Position) -> None:
+        """Delete incomplete checkpoints, unloadable ones, and complete ones no retention rule keeps.
+
+        Runs after the checkpoint at ``saved`` was completely written; that one and the newest loadable one
+        (the same one, unless the directory holds checkpoints from further on) are always kept. A model file is
+        deleted before its training state, so a model file never lacks its twin.
+        """
+        checkpoints, incomplete = self._scan()
+        loadable = sorted((p for p in checkpoints if p not in self._unloadable), reverse=True)
+        keep = {saved, *loadable[:1]}
+        if self._keep_most_recent_by_count is None and self._keep_most_recent_by_age is None:
+            keep.update(loadable)
+        if self._keep_most_recent_by_count is not None:
+            keep.update(loadable[: self._keep_most_recent_by_count])
+        if self._keep_most_recent_by_age is not None:
+            cutoff = time.time() - self._keep_most_recent_by_age
+            keep.update(p for p in loadable if _mtime(checkpoints[p][0]) > cutoff)
+        doomed = [Path(path) for p in sorted(checkpoints) if p not in keep for path in checkpoints[p]]
+        for path in incomplete + doomed:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:  # a checkpoint that cannot be deleted costs disk space, not the run
+                logger.warning("cannot delete old checkpoint file %s: %s", path, error)
+        if doomed:
+            logger.debug("deleted old checkpoints: %s", ", ".join(path.name for path in doomed))
+        self._unloadable.clear()
+
+
+Checkpointer.register("default")(Checkpointer)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("-inf")
+
+
+def _both(old: str, new: str) -> ConfigurationError:
+    return ConfigurationError(
+        f'"{old}" is AllenNLP 1.x\'s spelling of "{new}", and both are given; keep only "{new}"', key=old
+    )
+
+
+def _deprecated(old: str, new: str, value: Any, difference: str = "") -> None:
+    shown = "null" if value is None else value
+    logger.warning(
+        'checkpointer key "%s" is deprecated (AllenNLP 1.x): read as %s = %s%s. Rename it to "%s".',
+        old,
+        new,
+        shown,
+        difference,
+        new,
+    )
