@@ -28,6 +28,7 @@ from regimen.trainers.callbacks import (
 )
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.checkpointer import Checkpointer, save_atomically
+from regimen.trainers.loss_totals import LossTotals
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
@@ -144,7 +145,7 @@ class GradientDescentTrainer(Trainer):
         self._total_steps = 0
         self._epochs_completed = 0
         self._batches_in_epoch = 0
-        self._totals = _LossTotals()
+        self._totals = LossTotals()
         self._best_model_state: dict[str, torch.Tensor] | None = None
         self._last_metrics: dict[str, Any] = {}
 
@@ -237,7 +238,7 @@ class GradientDescentTrainer(Trainer):
         """One pass over the training batches (from ``start_batch`` when resuming); True means stop early."""
         self.model.train()
         if start_batch == 0:
-            self._totals = _LossTotals()
+            self._totals = LossTotals()
         totals = self._totals
         bar = self._progress.start(f"epoch {epoch}", len(self.data_loader))
         bar.update(start_batch, {})
@@ -275,13 +276,13 @@ class GradientDescentTrainer(Trainer):
         stop = False
         if self._validate_every_num_steps is None and self._epochs_completed % self._validate_every_num_epochs == 0:
             stop = self._validation_point(epoch, totals, f"epoch_{epoch}")
-        self._totals = _LossTotals()
+        self._totals = LossTotals()
         if self._checkpointer is not None:
             self._checkpointer.maybe_save_checkpoint(self, self._epochs_completed, 0)
         return stop
 
     def _optimizer_step(
-        self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: _LossTotals
+        self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: LossTotals
     ) -> tuple[list[dict[str, Any]], float | None]:
         """Backward over each batch of the group, then unscale, clip, schedule, step, average (in that order)."""
         outputs = []
@@ -339,7 +340,7 @@ class GradientDescentTrainer(Trainer):
         return grad_norm
 
     # ---- validation ------------------------------------------------------------------------------------------
-    def _validation_point(self, epoch: int, totals: _LossTotals, name: str) -> bool:
+    def _validation_point(self, epoch: int, totals: LossTotals, name: str) -> bool:
         """Validate, track, schedule and report; returns True when patience has run out."""
         metrics = totals.metrics("training_", self.model, reset=True)
         tracked = {key.removeprefix("training_"): value for key, value in metrics.items()}
@@ -371,7 +372,7 @@ class GradientDescentTrainer(Trainer):
     def _validate(self, epoch: int) -> dict[str, float]:
         """The loss and the model's metrics over the validation data, with moving-average weights if any."""
         self.model.eval()
-        totals = _LossTotals()
+        totals = LossTotals()
         loader = self.validation_data_loader
         bar = self._progress.start(f"validation {epoch}", len(loader))
         with self._averaged_weights(), torch.inference_mode():
@@ -511,38 +512,6 @@ class GradientDescentTrainer(Trainer):
         metrics.update(peak_memory_mb())
         metrics.update({k: v for k, v in self._last_metrics.items() if k not in ("best_epoch",)})
         return _jsonable(metrics)
-
-
-class _LossTotals:
-    """Sums of the losses over an epoch or a validation, kept as tensors so no step waits on the device."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.batches = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "batches": self.batches}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sums, self.batches = dict(state["sums"]), state["batches"]
-
-    def add(self, output: dict[str, Any]) -> None:
-        self.batches += 1
-        if "loss" not in output:
-            return
-        values = {"loss": output["loss"]}
-        if "reg_loss" in output:
-            values["reg_loss"] = output["reg_loss"]
-        for name, value in output.get("named_losses", {}).items():
-            values[f"loss_{name}"] = value
-        for name, value in values.items():
-            detached = value.detach().float()
-            self.sums[name] = self.sums[name] + detached if name in self.sums else detached
-
-    def metrics(self, prefix: str, model: Model, reset: bool) -> dict[str, float]:
-        values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
-        values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
-        return values
 
 
 def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
