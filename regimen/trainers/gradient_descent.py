@@ -209,6 +209,8 @@ class GradientDescentTrainer(Trainer):
         start = time.monotonic()
         metrics: dict[str, Any] | None = None
         try:
+            if self._serialization_dir is not None and self._primary:
+                Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
             start_batch = self._restore_checkpoint()
             self._call_callbacks("on_start", self, is_primary=self._primary)
             if self._total_steps == 0:
@@ -353,7 +355,8 @@ class GradientDescentTrainer(Trainer):
             self._best_model_state = self._averaged_model_state()
             if self._serialization_dir is not None and self._primary:
                 save_atomically(self._best_model_state, Path(self._serialization_dir) / "best.th")
-        metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
+        if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
+            metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
         metrics["best_epoch"] = self._metric_tracker.best_epoch
         metrics["epoch"] = epoch
         self._last_metrics = metrics

@@ -524,3 +524,11 @@ def test_compile_runs_the_model_through_torch_compile():
     assert trainer._forward is not trainer.model
     assert trainer.train()["validation_accuracy"] >= 0.9
     assert all(not key.startswith("_orig_mod") for key in trainer.model.state_dict())
+
+
+def test_the_serialization_directory_is_created_by_train_not_by_construction(tmp_path):
+    directory = tmp_path / "runs" / "exp1"
+    trainer = make_trainer({"num_epochs": 1}, serialization_dir=str(directory))
+    assert not directory.exists()  # building a trainer has no side effects
+    trainer.train()
+    assert (directory / "best.th").is_file() and (directory / "metrics_epoch_0.json").is_file()
