@@ -68,3 +68,17 @@ def to_str(value: Any, path: str | None = None) -> str:
     if isinstance(value, str):
         return value
     raise mismatch("str", value, path)
+
+
+def check_positive(**values: float | None) -> None:
+    """Raise a ConfigurationError at the key of the first value that is not positive (None is allowed)."""
+    for key, value in values.items():
+        if value is not None and value <= 0:
+            raise ConfigurationError(f"must be positive, got {value}", key=key)
+
+
+def check_non_negative(**values: float | None) -> None:
+    """Raise a ConfigurationError at the key of the first value that is negative (None is allowed)."""
+    for key, value in values.items():
+        if value is not None and value < 0:
+            raise ConfigurationError(f"must not be negative, got {value}", key=key)

@@ -20,6 +20,7 @@ from regimen.data import DataLoader
 from regimen.models import Model
 from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.params import write_json_atomically
+from regimen.registry.values import check_positive
 from regimen.trainers.callbacks import (
     ConfidenceChecksCallback,
     ConsoleLoggerCallback,
@@ -113,11 +114,10 @@ class GradientDescentTrainer(Trainer):
         world_size: int = 1,
     ) -> None:
         super().__init__(serialization_dir, cuda_device, distributed, local_rank, world_size)
-        _check_positive(num_epochs=num_epochs, validate_every_num_epochs=validate_every_num_epochs)
-        _check_positive(num_steps=num_steps, validate_every_num_steps=validate_every_num_steps)
-        _check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps)
-        if grad_clipping is not None and grad_clipping <= 0:
-            raise ConfigurationError(f"must be positive, got {grad_clipping}", key="grad_clipping")
+        check_positive(num_epochs=num_epochs, validate_every_num_epochs=validate_every_num_epochs)
+        check_positive(num_steps=num_steps, validate_every_num_steps=validate_every_num_steps)
+        check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps)
+        check_positive(grad_clipping=grad_clipping)
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
@@ -553,12 +553,6 @@ def _compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> Any:
     if options is False:
         return model
     return torch.compile(model, **(options if isinstance(options, dict) else {}))
-
-
-def _check_positive(**values: int | None) -> None:
-    for key, value in values.items():
-        if value is not None and value <= 0:
-            raise ConfigurationError(f"must be a positive int, got {value}", key=key)
 
 
 def _init_defaults(cls: type) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def test_a_misspelled_trainer_key_is_a_configuration_error_naming_it():
     ("config", "message"),
     [
         ({"patience": 0}, r"^trainer.patience: must be a positive int or null, got 0$"),
-        ({"num_epochs": 0}, r"^trainer.num_epochs: must be a positive int, got 0$"),
+        ({"num_epochs": 0}, r"^trainer.num_epochs: must be positive, got 0$"),
         ({"validation_metric": "accuracy"}, r'^trainer.validation_metric: "accuracy" must start with "\+"'),
         ({"grad_clipping": -1.0}, r"^trainer.grad_clipping: must be positive, got -1.0$"),
         ({"cuda_device": 3}, r"^trainer.cuda_device: CUDA device 3 is not available"),

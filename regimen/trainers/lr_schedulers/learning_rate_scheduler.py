@@ -26,6 +26,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from regimen.registry import ConfigurationError, Registrable
+from regimen.registry.values import check_non_negative, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -152,18 +153,6 @@ def require_steps_per_epoch(num_steps_per_epoch: int | None) -> int:
     if num_steps_per_epoch <= 0:
         raise ConfigurationError(f"must be a positive int, got {num_steps_per_epoch}", key="num_steps_per_epoch")
     return num_steps_per_epoch
-
-
-def check_non_negative(**values: float) -> None:
-    for key, value in values.items():
-        if value < 0:
-            raise ConfigurationError(f"must not be negative, got {value}", key=key)
-
-
-def check_positive(**values: float) -> None:
-    for key, value in values.items():
-        if value <= 0:
-            raise ConfigurationError(f"must be positive, got {value}", key=key)
 
 
 def total_training_steps(
