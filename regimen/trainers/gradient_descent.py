@@ -37,6 +37,7 @@ from regimen.trainers.momentum_schedulers import MomentumScheduler
 from regimen.trainers.moving_average import MovingAverage
 from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
+from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
 from regimen.trainers.progress import Progress
 from regimen.trainers.random_state import rng_state, set_rng_state
 from regimen.trainers.trainer import Trainer
@@ -142,6 +143,7 @@ class GradientDescentTrainer(Trainer):
         self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks, run_confidence_checks)
         # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
         self._checkpointer = checkpointer
+        self._preemption = PreemptionWatcher()
         self._total_steps = 0
         self._epochs_completed = 0
         self._batches_in_epoch = 0
@@ -205,21 +207,26 @@ class GradientDescentTrainer(Trainer):
 
     # ---- the run, top to bottom --------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        """Train until the epoch or step budget is spent or patience runs out; return the final metrics."""
+        """Train until the epoch or step budget is spent or patience runs out; return the final metrics.
+
+        On SIGTERM, SIGUSR1 or SIGINT it finishes the optimizer step, saves a checkpoint and raises
+        TrainingPreempted (exit code 75 from the command line).
+        """
         start = time.monotonic()
         metrics: dict[str, Any] | None = None
         try:
-            if self._serialization_dir is not None and self._primary:
-                Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
-            start_batch = self._restore_checkpoint()
-            self._call_callbacks("on_start", self, is_primary=self._primary)
-            if self._total_steps == 0:
-                self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
-            first_epoch = self._epochs_completed
-            while not self._finished():
-                if self._train_epoch(self._epochs_completed, start_batch):
-                    break
-                start_batch = 0
+            with self._preemption:
+                if self._serialization_dir is not None and self._primary:
+                    Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
+                start_batch = self._restore_checkpoint()
+                self._call_callbacks("on_start", self, is_primary=self._primary)
+                if self._total_steps == 0:
+                    self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
+                first_epoch = self._epochs_completed
+                while not self._finished():
+                    if self._train_epoch(self._epochs_completed, start_batch):
+                        break
+                    start_batch = 0
             metrics = self._final_metrics(first_epoch, time.monotonic() - start)
             self._restore_best_weights()
             return metrics
@@ -270,8 +277,7 @@ class GradientDescentTrainer(Trainer):
                     return True
             if self._num_steps is not None and self._total_steps >= self._num_steps:
                 break
-            if self._checkpointer is not None:
-                self._checkpointer.maybe_save_checkpoint(self, epoch, self._batches_in_epoch)
+            self._save_after_step(epoch, self._batches_in_epoch)
         bar.close()
         self._epochs_completed = epoch + 1
         self._batches_in_epoch = 0
@@ -279,9 +285,18 @@ class GradientDescentTrainer(Trainer):
         if self._validate_every_num_steps is None and self._epochs_completed % self._validate_every_num_epochs == 0:
             stop = self._validation_point(epoch, totals, f"epoch_{epoch}")
         self._totals = LossTotals()
-        if self._checkpointer is not None:
-            self._checkpointer.maybe_save_checkpoint(self, self._epochs_completed, 0)
+        self._save_after_step(self._epochs_completed, 0)
         return stop
+
+    def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
+        """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
+        saved = self._checkpointer is not None and self._checkpointer.maybe_save_checkpoint(
+            self, epochs_completed, batches_in_epoch
+        )
+        if self._preemption.requested:
+            if self._checkpointer is not None and not saved:
+                self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
+            raise TrainingPreempted(self._preemption.signal_number, self._checkpointer is not None)
 
     def _optimizer_step(
         self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: LossTotals

@@ -57,7 +57,9 @@ class InterruptAtStep(TrainerCallback):
                 raise Interrupt()
 
 
-def run(directory: Path, data: Path, model_seed: int = 0, interrupt_at: int | None = None) -> tuple[Trainer, Any]:
+def run(
+    directory: Path, data: Path, model_seed: int = 0, interrupt_at: int | None = None, callback: Any = None
+) -> tuple[Trainer, Any]:
     torch.manual_seed(model_seed)
     model = Model.from_params(
         {"type": "mlp_classifier", "input_dim": 4, "num_classes": 2, "hidden_dims": [16], "dropout": 0.3}
@@ -81,6 +83,8 @@ def run(directory: Path, data: Path, model_seed: int = 0, interrupt_at: int | No
     )
     if interrupt_at is not None:
         trainer._callbacks.append(InterruptAtStep(interrupt_at))
+    if callback is not None:
+        trainer._callbacks.append(callback)
     try:
         return trainer, trainer.train()
     except Interrupt:

@@ -1,0 +1,69 @@
+"""Pre-emption: stopping cleanly when a scheduler (SLURM, Kubernetes) or the user asks the run to stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+
+logger = logging.getLogger(__name__)
+
+# sysexits.h's EX_TEMPFAIL, "try again later": the run saved a checkpoint and can be recovered.
+PREEMPTION_EXIT_CODE = 75
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class TrainingPreempted(Exception):
+    """``train()`` stopped on a signal after finishing its optimizer step and writing a checkpoint.
+
+    A command exits with ``exit_code`` (75) so that a wrapper script can requeue the job and recover the run.
+    """
+
+    exit_code = PREEMPTION_EXIT_CODE
+
+    def __init__(self, signal_number: int, checkpoint_saved: bool) -> None:
+        name = signal.Signals(signal_number).name
+        saved = "a checkpoint was saved" if checkpoint_saved else "checkpointing is off, nothing was saved"
+        super().__init__(f"training stopped on {name}; {saved}")
+        self.signal_number = signal_number
+        self.checkpoint_saved = checkpoint_saved
+
+
+class PreemptionWatcher:
+    """While open, SIGTERM, SIGUSR1 and SIGINT set ``requested`` instead of killing the process; the loop
+    checks it after each optimizer step. A second signal exits at once (checkpoints on disk stay whole, since
+    every file is written atomically). Outside the main thread (where handlers cannot be set) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def __enter__(self) -> PreemptionWatcher:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in SIGNALS}
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+        self._previous = {}
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal_number is not None:
+            logger.error("second %s: exiting now", signal.Signals(number).name)
+            os._exit(128 + number)
+        self.signal_number = number
+        logger.warning(
+            "received %s: finishing the current optimizer step, then saving a checkpoint and stopping "
+            "(send it again to exit at once)",
+            signal.Signals(number).name,
+        )

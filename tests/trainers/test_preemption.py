@@ -1,0 +1,94 @@
+"""Pre-emption: a signal stops training after the current step with a checkpoint and exit code 75."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+from regimen.trainers.checkpointer import Checkpointer
+from regimen.trainers.preemption import PREEMPTION_EXIT_CODE
+from tests.conftest import ROOT
+from tests.trainers.test_resume import data, reference  # noqa: F401  (module-scoped fixtures)
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import torch
+    from regimen.trainers import TrainerCallback
+    from regimen.trainers.preemption import TrainingPreempted
+    from tests.trainers.test_resume import run
+
+    directory, data, step, signals = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+
+    class Signal(TrainerCallback):
+        seen = 0
+        def on_batch(self, trainer, *args, **kwargs):
+            if args[5]:
+                self.seen += 1
+                if self.seen == step:
+                    for name in signals:
+                        os.kill(os.getpid(), getattr(signal, name))
+
+    try:
+        # The interrupted run starts from the reference weights; a resumed one from others, which it must replace.
+        trainer, metrics = run(directory, data, model_seed=0 if step else 77, callback=Signal())
+    except TrainingPreempted as stopped:
+        print(stopped, flush=True)
+        sys.exit(stopped.exit_code)
+    torch.save(trainer.model.state_dict(), directory / "final.th")
+    """
+)
+
+
+def start(directory: Path, data: Path, step: int = 0, *signals: str) -> subprocess.Popen:  # noqa: F811
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(directory), str(data), str(step), *signals],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def train(directory: Path, data: Path, step: int = 0, *signals: str) -> subprocess.CompletedProcess:  # noqa: F811
+    return finish(start(directory, data, step, *signals))
+
+
+def test_each_signal_saves_a_checkpoint_and_exits_75_and_the_run_recovers_bit_identical(tmp_path, data, reference):  # noqa: F811
+    _, reference_trainer, _ = reference
+    names = ["SIGTERM", "SIGUSR1", "SIGINT"]
+    # Steps 3, 5 and 7: mid-epoch, the first step of an epoch, mid-epoch again. The runs go side by side.
+    stops = [start(tmp_path / name, data, 3 + 2 * number, name) for number, name in enumerate(names)]
+    for name, stopped in zip(names, map(finish, stops)):
+        assert stopped.returncode == PREEMPTION_EXIT_CODE, stopped.stderr
+        assert f"training stopped on {name}; a checkpoint was saved" in stopped.stdout
+    for name, finished in zip(names, map(finish, [start(tmp_path / name, data) for name in names])):
+        assert finished.returncode == 0, finished.stderr
+        final = torch.load(tmp_path / name / "final.th", weights_only=True)
+        for key, value in reference_trainer.model.state_dict().items():
+            assert torch.equal(final[key], value), (name, key)
+
+
+def test_the_checkpoint_is_taken_at_the_step_the_signal_arrived(tmp_path, data):  # noqa: F811
+    stopped = train(tmp_path, data, 3, "SIGTERM")  # step 3 = 6 batches into epoch 0; no save was due there
+    assert stopped.returncode == PREEMPTION_EXIT_CODE
+    assert Checkpointer(serialization_dir=str(tmp_path)).find_latest_checkpoint()[0].endswith("model_state_e0_b6.th")
+
+
+def test_a_second_signal_exits_at_once_and_leaves_the_run_recoverable(tmp_path, data):  # noqa: F811
+    stopped = train(tmp_path, data, 7, "SIGTERM", "SIGTERM")
+    assert stopped.returncode == 128 + signal.SIGTERM
+    assert "second SIGTERM: exiting now" in stopped.stderr
+    assert Checkpointer(serialization_dir=str(tmp_path)).load_checkpoint() is not None  # the step-4 checkpoint
+    assert train(tmp_path, data).returncode == 0
