@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check regimen tests benchmarks
-	$(BIN)/ruff format --check regimen tests benchmarks
+	$(BIN)/ruff check regimen tests benchmarks scripts
+	$(BIN)/ruff format --check regimen tests benchmarks scripts
 
 format: install
-	$(BIN)/ruff format regimen tests benchmarks
-	$(BIN)/ruff check --fix regimen tests benchmarks
+	$(BIN)/ruff format regimen tests benchmarks scripts
+	$(BIN)/ruff check --fix regimen tests benchmarks scripts
 
 test: lint
 	$(BIN)/python -m pytest -q tests
