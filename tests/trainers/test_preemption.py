@@ -29,9 +29,10 @@ SCRIPT = textwrap.dedent(
     class Signal(TrainerCallback):
         seen = 0
         def on_batch(self, trainer, *args, **kwargs):
-            if args[5]:
+            # A positive step counts optimizer steps; a negative one counts validation batches.
+            if args[5] == (step > 0):
                 self.seen += 1
-                if self.seen == step:
+                if self.seen == abs(step):
                     for name in signals:
                         os.kill(os.getpid(), getattr(signal, name))
 
@@ -92,3 +93,15 @@ def test_a_second_signal_exits_at_once_and_leaves_the_run_recoverable(tmp_path, 
     assert "second SIGTERM: exiting now" in stopped.stderr
     assert Checkpointer(serialization_dir=str(tmp_path)).load_checkpoint() is not None  # the step-4 checkpoint
     assert train(tmp_path, data).returncode == 0
+
+
+def test_a_signal_during_validation_is_not_missed(tmp_path, data, reference):  # noqa: F811
+    _, reference_trainer, _ = reference
+    stopped = train(tmp_path, data, -2, "SIGTERM")  # the second validation batch of the first validation
+    assert stopped.returncode == PREEMPTION_EXIT_CODE, stopped.stderr
+    # Validation finished, then the run stopped at the end of epoch 0 with its checkpoint.
+    assert Checkpointer(serialization_dir=str(tmp_path)).find_latest_checkpoint()[0].endswith("model_state_e1_b0.th")
+    assert (tmp_path / "metrics_epoch_0.json").is_file() and not (tmp_path / "metrics_epoch_1.json").exists()
+    assert train(tmp_path, data).returncode == 0
+    final = torch.load(tmp_path / "final.th", weights_only=True)
+    assert all(torch.equal(final[key], value) for key, value in reference_trainer.model.state_dict().items())
