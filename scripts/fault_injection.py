@@ -36,15 +36,20 @@ TRAINER = {
 }
 
 
+def write_blobs(path: Path, count: int, generator: torch.Generator, dims: int, separation: float) -> None:
+    """A CSV of two noisy Gaussian blobs (label 0 and 1) whose centres lie ``2 * separation`` apart."""
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    features = torch.randn(count, dims, generator=generator) + (labels[:, None].float() * 2 - 1) * separation
+    rows = [",".join(f"{value:.5f}" for value in row) + f",{int(y)}" for row, y in zip(features, labels)]
+    header = ",".join(f"x{i}" for i in range(dims)) + ",label"
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+
 def write_data(directory: Path, seed: int = 0) -> None:
     """Two noisy blobs in 8 dimensions: 2,048 training and 256 validation rows as CSV."""
     generator = torch.Generator().manual_seed(seed)
     for name, count in (("train", 2048), ("validation", 256)):
-        labels = torch.randint(0, 2, (count,), generator=generator)
-        features = torch.randn(count, 8, generator=generator) + (labels[:, None].float() * 2 - 1) * 0.5
-        rows = [",".join(f"{value:.5f}" for value in row) + f",{int(y)}" for row, y in zip(features, labels)]
-        header = ",".join(f"x{i}" for i in range(8)) + ",label"
-        (directory / f"{name}.csv").write_text("\n".join([header, *rows]) + "\n")
+        write_blobs(directory / f"{name}.csv", count, generator, dims=8, separation=0.5)
 
 
 def worker(directory: Path, data: Path) -> None:

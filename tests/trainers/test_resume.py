@@ -14,6 +14,7 @@ from regimen.data.readers import CsvReader
 from regimen.models import Model
 from regimen.registry import Params
 from regimen.trainers import Trainer, TrainerCallback
+from scripts.fault_injection import write_blobs
 
 VOLATILE = {"training_duration", "peak_worker_0_memory_MB", "training_start_epoch", "training_epochs"}
 
@@ -29,15 +30,6 @@ CONFIG = {
     "progress_bar": False,
     "cuda_device": -1,
 }
-
-
-def write_blobs(path: Path, count: int, seed: int) -> str:
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (count,), generator=generator)
-    features = torch.randn(count, 4, generator=generator) + (labels[:, None].float() * 2 - 1)
-    lines = ["a,b,c,d,label"] + [",".join(f"{v:.5f}" for v in row) + f",{int(y)}" for row, y in zip(features, labels)]
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 class Interrupt(Exception):
@@ -94,8 +86,8 @@ def run(
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_blobs(root / "train.csv", 64, seed=1)
-    write_blobs(root / "validation.csv", 24, seed=2)
+    write_blobs(root / "train.csv", 64, torch.Generator().manual_seed(1), dims=4, separation=1.0)
+    write_blobs(root / "validation.csv", 24, torch.Generator().manual_seed(2), dims=4, separation=1.0)
     return root
 
 
