@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 
-from regimen.commands import print_config  # noqa: F401  (registers the command)
+from regimen.commands import print_config, print_results  # noqa: F401  (each registers its command)
 from regimen.commands.subcommand import Subcommand
 from regimen.registry import ConfigurationError, import_plugins
 
