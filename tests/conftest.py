@@ -15,7 +15,8 @@ FIXTURES = ROOT / "fixtures"
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m regimen ARGS`` in a fresh process, as a user runs it; output captured as text."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # One torch thread: these runs are tiny, and two threads fighting over two busy cores make each op slower.
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "regimen", *args],
         cwd=cwd or ROOT,

@@ -8,9 +8,9 @@ import os
 import sys
 import traceback
 
-from regimen.commands import print_config, print_results  # noqa: F401  (each registers its command)
+from regimen.commands import evaluate, print_config, print_results, train  # noqa: F401  (each registers its command)
 from regimen.commands.subcommand import Subcommand
-from regimen.registry import ConfigurationError, import_plugins
+from regimen.registry import ConfigurationError, import_module_and_submodules, import_plugins
 
 EXIT_CONFIGURATION_ERROR = 2
 
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "func"):
             parser.print_help()
             return 0
+        for package in getattr(args, "include_package", []):
+            import_module_and_submodules(package)
         return int(args.func(args) or 0)
     except ConfigurationError as error:
         if os.environ.get("REGIMEN_DEBUG") == "1":

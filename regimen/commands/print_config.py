@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from regimen.commands.subcommand import Subcommand
+from regimen.commands.subcommand import Subcommand, add_common_arguments
 from regimen.registry import Params
 from regimen.registry.params import ordered
 
@@ -19,12 +19,7 @@ class PrintConfig(Subcommand):
     def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
         subparser = parser.add_parser("print-config", description=self.description, help=self.description)
         subparser.add_argument("param_path", help="the experiment file (.jsonnet or .json)")
-        subparser.add_argument(
-            "-o",
-            "--overrides",
-            default="",
-            help="a JSON or Jsonnet object, e.g. '{\"trainer.num_epochs\": 3}'",
-        )
+        add_common_arguments(subparser)
         subparser.set_defaults(func=self.run)
         return subparser
 

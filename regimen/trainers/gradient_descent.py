@@ -29,6 +29,7 @@ from regimen.trainers.callbacks import (
 )
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.checkpointer import Checkpointer, save_atomically
+from regimen.trainers.evaluation import move_to_device
 from regimen.trainers.loss_totals import LossTotals
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
@@ -328,7 +329,7 @@ class GradientDescentTrainer(Trainer):
 
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
         """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
-        batch = _to_device(batch, self.device)
+        batch = move_to_device(batch, self.device)
         with self._precision.autocast():
             output = dict(self._forward(**batch))
         if "loss" not in output:
@@ -542,16 +543,6 @@ def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
             group = []
     if group:
         yield group
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(value, device) for value in batch)
-    return batch
 
 
 def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:

@@ -1,0 +1,83 @@
+"""The ``train`` command: ``regimen train experiment.jsonnet -s runs/exp1`` trains the experiment a file describes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from regimen.commands.subcommand import Subcommand, add_common_arguments
+from regimen.registry import Params
+from regimen.registry.params import ordered
+
+logger = logging.getLogger(__name__)
+
+
+@Subcommand.register("train")
+class Train(Subcommand):
+    """Train a model: check the config and the serialization directory, build everything, train, save results.
+
+    Exit status: 0 when training finished, 2 for a mistake in the config or the arguments (nothing is written
+    then), 75 when a signal stopped training after saving a checkpoint (rerun with ``--recover`` to continue).
+    """
+
+    description = "Train a model from an experiment file (Jsonnet or JSON)."
+
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        subparser = parser.add_parser("train", description=self.description, help=self.description)
+        subparser.add_argument("param_path", help="the experiment file (.jsonnet or .json)")
+        subparser.add_argument(
+            "-s", "--serialization-dir", required=True, help="the directory for checkpoints, logs, metrics, archive"
+        )
+        group = subparser.add_mutually_exclusive_group()
+        group.add_argument(
+            "-r", "--recover", action="store_true", help="continue the run in the serialization directory"
+        )
+        group.add_argument(
+            "-f", "--force", action="store_true", help="replace the serialization directory if it exists"
+        )
+        subparser.add_argument(
+            "--node-rank", type=int, default=0, help="this machine's rank in a multi-node run (0 on the primary)"
+        )
+        subparser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="build everything (read the data, the model, the trainer), print a summary and train nothing",
+        )
+        subparser.add_argument(
+            "--file-friendly-logging",
+            action="store_true",
+            help="periodic plain progress lines instead of a progress bar (for logs that are files)",
+        )
+        add_common_arguments(subparser)
+        subparser.set_defaults(func=self.run)
+        return subparser
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from regimen.experiment import build_experiment, run_experiment
+        from regimen.trainers.preemption import TrainingPreempted
+
+        params = Params.from_file(args.param_path, args.overrides)
+        if args.file_friendly_logging:
+            trainer = params.get("trainer")
+            if trainer is None:
+                params["trainer"] = {"file_friendly_logging": True}
+            else:
+                trainer["file_friendly_logging"] = True
+        directory = Path(args.serialization_dir)
+        experiment = build_experiment(params, directory, args.recover, args.force)
+        if args.dry_run:
+            print(json.dumps(ordered(params.as_dict()), indent=4))
+            for line in experiment.describe():
+                print(line)
+            print(f"dry run: the config is valid; nothing was trained or written to {directory}")
+            return 0
+        try:
+            metrics = run_experiment(experiment, params, directory, args.recover, args.force)
+        except TrainingPreempted as stop:
+            logger.warning("%s; continue with: regimen train %s -s %s --recover", stop, args.param_path, directory)
+            return stop.exit_code
+        print(json.dumps(metrics, indent=4))
+        return 0

@@ -1,0 +1,126 @@
+"""The serialization directory of a run: when it may be used, replaced or resumed, and the files describing the run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regimen.registry import ConfigurationError, Params
+from regimen.registry.params import write_json_atomically
+
+CONFIG_NAME = "config.json"
+META_NAME = "meta.json"
+LOG_NAME = "out.log"
+METRICS_NAME = "metrics.json"
+# Raising these continues a finished run on --recover; every other change is refused.
+EXTENDABLE_KEYS = ("trainer.num_epochs", "trainer.num_steps")
+
+
+def check_run_directory(directory: Path, params: Params, recover: bool, force: bool) -> None:
+    """Raise ConfigurationError unless ``directory`` may be used as asked; changes nothing on disk.
+
+    A new or empty directory is fine. A non-empty one needs ``force`` (it is replaced) or ``recover`` (it must
+    hold a ``config.json`` equal to ``params``, except for a raised epoch or step budget).
+    """
+    if recover and force:
+        raise ConfigurationError("--recover and --force contradict each other: resume the run or replace it")
+    exists = directory.exists()
+    if exists and not directory.is_dir():
+        raise ConfigurationError(f"serialization directory {directory} is a file")
+    if recover:
+        if not (directory / CONFIG_NAME).is_file():
+            raise ConfigurationError(
+                f"--recover: {directory} holds no {CONFIG_NAME}, so there is no run to recover; "
+                "leave out --recover to start one"
+            )
+        previous = Params.from_file(directory / CONFIG_NAME)
+        differences = config_differences(previous.as_flat_dict(), params.as_flat_dict())
+        if differences:
+            listed = "\n".join(f"  {line}" for line in differences)
+            raise ConfigurationError(
+                f"--recover: the config differs from the one {directory} was started with:\n{listed}\n"
+                "Only raising trainer.num_epochs or trainer.num_steps may change on recovery. Start a new run in "
+                "another directory, or use --force to discard this one."
+            )
+        return
+    if exists and any(directory.iterdir()) and not force:
+        raise ConfigurationError(
+            f"serialization directory {directory} already exists and is not empty: use --recover to continue "
+            "the run in it, --force to replace it, or choose another directory"
+        )
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``path: old -> new`` for each flat key that differs, leaving out raised epoch or step budgets."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if before == after or (key in EXTENDABLE_KEYS and _raised(before, after)):
+            continue
+        lines.append(f"{key}: {_show(before)} -> {_show(after)}")
+    return lines
+
+
+_ABSENT = object()
+
+
+def _raised(before: Any, after: Any) -> bool:
+    if after is _ABSENT or isinstance(after, bool) or not isinstance(after, int):
+        return False
+    return before is _ABSENT or before is None or (isinstance(before, int) and after >= before)
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def prepare_run_directory(directory: Path, params: Params, recover: bool, force: bool) -> None:
+    """Make ``directory`` ready: replace it with ``force``, create it, write ``config.json`` and ``meta.json``."""
+    if force and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    params.to_file(directory / CONFIG_NAME)
+    meta_path = directory / META_NAME
+    invocation = {"command": ["regimen", *sys.argv[1:]], "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if recover and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        meta.setdefault("recoveries", []).append(invocation)
+    else:
+        meta = {
+            "regimen_version": _regimen_version(),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "hostname": platform.node(),
+            **invocation,
+        }
+    write_json_atomically(meta_path, meta)
+
+
+def _regimen_version() -> str:
+    from regimen import __version__
+
+    return __version__
+
+
+@contextmanager
+def logging_to(path: Path) -> Iterator[None]:
+    """Copy every log record to ``path`` (appending) while the context is open."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

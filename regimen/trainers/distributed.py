@@ -1,0 +1,490 @@
+"""The distributed runtime: the one small object through which a worker talks to its fellow workers, if it has any.
+
+The trainer calls every method of :class:`Distributed` unconditionally. A single-process run gets the base class,
+whose methods return at once; a multi-process run gets :class:`ProcessGroupDistributed`, backed by an initialised
+``torch.distributed`` process group. This is the only module that imports ``torch.distributed``, so the training loop
+never branches on the backend.
+
+Also here is the launcher for one machine's workers, :func:`spawn_workers`, which stops all of them within seconds
+when one fails and raises :class:`WorkerFailed` naming the worker and its error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing
+from torch.multiprocessing import ProcessContext, ProcessExitedException, ProcessRaisedException
+from torch.nn.parallel import DistributedDataParallel
+
+Backend = Literal["gloo", "nccl"]
+
+# How long a collective waits for a worker that has not arrived before raising. A dead worker on this machine is
+# noticed far sooner (Gloo raises as soon as the peer's sockets close, and spawn_workers stops everyone); this bounds
+# the wait for a worker that hangs or whose machine vanished. Raise it if the primary does long work alone (a big
+# checkpoint, a final evaluation) while the others wait at a barrier.
+DEFAULT_TIMEOUT_S = 600.0
+# When a worker fails, the others get this long to fail on their own (running their `finally` blocks), then SIGTERM,
+# then as long again before SIGKILL: a worker that handles SIGTERM itself (pre-emption) or is stuck in C++ code would
+# otherwise never stop.
+TERMINATION_GRACE_S = 3.0
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# Where a worker notes, on the exception that ends it, when it failed (see ProcessGroupDistributed.shutdown).
+FAILURE_TIME_ATTRIBUTE = "_regimen_failure_time"
+
+
+class Distributed:
+    """A single worker on its own: rank 0 of 1, every collective returns at once.
+
+    The base of the distributed runtime and what a single-process run uses; :class:`ProcessGroupDistributed` does
+    the same things across workers. It is a context manager that calls :meth:`shutdown` on exit.
+    """
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self._device = torch.device("cpu") if device is None else torch.device(device)
+
+    @property
+    def rank(self) -> int:
+        """This worker's rank among all workers on all machines."""
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        """This worker's rank among the workers on its machine (its GPU index)."""
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        """How many workers there are, on all machines."""
+        return 1
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether this worker is rank 0, the one that writes checkpoints, metrics and logs."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a process group behind this object."""
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        """The device this worker computes on."""
+        return self._device
+
+    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+        """The module to call for forward and backward. Keep using ``model`` itself for state dicts, so that
+        checkpoints never get the ``module.`` prefix of a wrapper. ``model`` must already be on :attr:`device`."""
+        return model
+
+    def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
+        """A context in which backward passes through ``wrapped`` (from :meth:`wrap`) keep their gradients local:
+        the non-final micro-batches of gradient accumulation, whose gradients the final one's all-reduce carries."""
+        return contextlib.nullcontext()
+
+    def all_reduce_sum_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor, in place, by its sum across workers (every worker passes tensors of the same shapes
+        and dtypes, in the same order). A worker on its own already holds the sum."""
+
+    def sum_floats(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value summed across workers, computed in float64 (every worker passes the same keys)."""
+        return {key: float(value) for key, value in values.items()}
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any worker, e.g. whether any was asked to stop by a pre-emption signal."""
+        return bool(flag)
+
+    def broadcast_object(self, value: Any) -> Any:
+        """The primary's ``value`` (anything picklable), on every worker; the others' values are ignored."""
+        return value
+
+    def gather_objects(self, value: Any) -> list[Any] | None:
+        """Every worker's ``value`` (anything picklable) in rank order on the primary; None on the other workers."""
+        return [value]
+
+    def barrier(self) -> None:
+        """Wait until every worker has arrived here."""
+
+    def shutdown(self) -> None:
+        """Release the process group, if there is one; the object cannot communicate afterwards."""
+
+    def __enter__(self) -> Distributed:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rank={self.rank}, world_size={self.world_size}, device={self.device})"
+
+
+class ProcessGroupDistributed(Distributed):
+    """One worker of several, communicating through the initialised default ``torch.distributed`` process group.
+
+    Build it with :func:`init_process_group` or :func:`from_torchrun_environment`, which initialise the group.
+    Each method is one collective that every worker must call, in the same order.
+    """
+
+    def __init__(self, local_rank: int, device: torch.device | str) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "ProcessGroupDistributed needs an initialised torch.distributed process group; "
+                "build it with init_process_group() or from_torchrun_environment()"
+            )
+        super().__init__(device)
+        self._rank = dist.get_rank()
+        self._world_size = dist.get_world_size()
+        self._local_rank = local_rank
+        self._nccl = dist.get_backend() == "nccl"
+        # NCCL moves only CUDA tensors; Gloo implements every collective for CPU tensors but not all for CUDA ones.
+        self._communication_device = self.device if self._nccl else torch.device("cpu")
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def local_rank(self) -> int:
+        return self._local_rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+        """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`, which first copies the primary's
+        parameters and buffers to every worker, then averages gradients across workers in each backward pass."""
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+
+    def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
+        if isinstance(wrapped, DistributedDataParallel):
+            return wrapped.no_sync()
+        return contextlib.nullcontext()
+
+    def all_reduce_sum_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor, in place, by its sum across workers, in a single collective however many there are.
+
+        The tensors travel in one flat buffer: int64 when all of them are integer or bool (exact), float64 otherwise
+        (exact for integers up to 2**53). A bool tensor comes back true where any worker's was true.
+        """
+        if not tensors:
+            return
+        for tensor in tensors:
+            if tensor.is_complex():
+                raise ValueError(f"all_reduce_sum_ takes real tensors, got one of dtype {tensor.dtype}")
+        exact = not any(tensor.is_floating_point() for tensor in tensors)
+        dtype = torch.int64 if exact else torch.float64
+        with torch.no_grad():
+            flat = torch.cat([tensor.detach().reshape(-1).to(self._communication_device, dtype) for tensor in tensors])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            for tensor, total in zip(tensors, flat.split([tensor.numel() for tensor in tensors])):
+                tensor.copy_(total.view(tensor.shape))
+
+    def sum_floats(self, values: dict[str, float]) -> dict[str, float]:
+        # Sorted, so that workers whose dicts were filled in a different order still line up.
+        keys = sorted(values)
+        totals = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64)
+        self.all_reduce_sum_([totals])
+        summed = dict(zip(keys, totals.tolist()))
+        return {key: summed[key] for key in values}
+
+    def any(self, flag: bool) -> bool:
+        count = torch.tensor([int(bool(flag))], dtype=torch.int64)
+        self.all_reduce_sum_([count])
+        return bool(count.item() > 0)
+
+    def broadcast_object(self, value: Any) -> Any:
+        objects = [value if self.is_primary else None]
+        dist.broadcast_object_list(objects, src=0, device=self._communication_device)
+        return objects[0]
+
+    def gather_objects(self, value: Any) -> list[Any] | None:
+        # all_gather_object rather than gather_object: it works the same on Gloo and NCCL, and the objects gathered
+        # here (per-rank RNG states) are small.
+        objects: list[Any] = [None] * self.world_size
+        dist.all_gather_object(objects, value)
+        return objects if self.is_primary else None
+
+    def barrier(self) -> None:
+        dist.barrier(device_ids=[self.device.index] if self._nccl else None)
+
+    def shutdown(self) -> None:
+        error = sys.exc_info()[1]
+        if error is not None:
+            # Called while an exception propagates: destroying the group closes this worker's connections, and the
+            # others' collectives fail at once. Noting when this worker failed lets spawn_workers name it, rather
+            # than another worker whose error was a consequence but happened to be recorded first.
+            _note_failure_time(error)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_process_group(
+    backend: Backend,
+    rank: int,
+    world_size: int,
+    local_rank: int,
+    device: torch.device,
+    primary_address: str,
+    primary_port: int,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ProcessGroupDistributed:
+    """Join the default process group of ``world_size`` workers as ``rank``, and return the runtime backed by it.
+
+    The primary (rank 0) listens on ``primary_address:primary_port`` and the others connect to it; every worker
+    waits there until all have arrived. ``device`` is this worker's device: ``cuda:<local_rank>`` for ``"nccl"``,
+    the CPU for ``"gloo"``. A collective that waits longer than ``timeout_s`` for another worker raises.
+    """
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f'backend must be "gloo" or "nccl", got {backend!r}')
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank {rank} and world_size {world_size}")
+    if local_rank < 0:
+        raise ValueError(f"local_rank must not be negative, got {local_rank}")
+    if not 0 < primary_port < 2**16:
+        raise ValueError(f"primary_port must be between 1 and 65535, got {primary_port}")
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    device = torch.device(device)
+    if backend == "nccl" and (device.type != "cuda" or device.index is None):
+        raise ValueError(f'the "nccl" backend needs a CUDA device with an index, such as cuda:0; got {device}')
+    if dist.is_initialized():
+        raise RuntimeError("this process has already joined a process group; shut it down before joining another")
+    host = f"[{primary_address}]" if ":" in primary_address and not primary_address.startswith("[") else primary_address
+    extra: dict[str, Any] = {}
+    if backend == "nccl":
+        # Collectives that pick "the current device" (object broadcasts, barriers) must pick this worker's GPU.
+        torch.cuda.set_device(device)
+        extra["device_id"] = device
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://{host}:{primary_port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+        **extra,
+    )
+    return ProcessGroupDistributed(local_rank, device)
+
+
+def from_torchrun_environment() -> ProcessGroupDistributed | None:
+    """The runtime for a worker started by ``torchrun`` (or anything that sets its variables), or None when
+    ``WORLD_SIZE`` is unset or 1.
+
+    Reads ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; uses NCCL on
+    ``cuda:<LOCAL_RANK>`` when CUDA is available and Gloo on the CPU otherwise. With ``WORLD_SIZE`` above 1 but
+    another variable missing it raises ``ValueError`` rather than quietly training one copy per process.
+    """
+    world_size = _integer_variable("WORLD_SIZE") if os.environ.get("WORLD_SIZE") else 1
+    if world_size <= 1:
+        return None
+    missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise ValueError(
+            f"WORLD_SIZE is {world_size} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
+            "launch the workers with torchrun, or set all of WORLD_SIZE, " + ", ".join(TORCHRUN_VARIABLES)
+        )
+    local_rank = _integer_variable("LOCAL_RANK")
+    cuda = torch.cuda.is_available()
+    return init_process_group(
+        "nccl" if cuda else "gloo",
+        rank=_integer_variable("RANK"),
+        world_size=world_size,
+        local_rank=local_rank,
+        device=torch.device("cuda", local_rank) if cuda else torch.device("cpu"),
+        primary_address=os.environ["MASTER_ADDR"],
+        primary_port=_integer_variable("MASTER_PORT"),
+    )
+
+
+def _integer_variable(name: str) -> int:
+    value = os.environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+class WorkerFailed(Exception):
+    """A worker started by :func:`spawn_workers` raised or died, and the others were stopped.
+
+    ``str()`` names the worker and the cause: ``worker 1 failed: ValueError: boom``, or ``worker 1 failed: killed
+    by signal SIGKILL``, or ``worker 1 failed: exited with code 3``. ``traceback`` holds the worker's traceback
+    text when it raised; ``error_type`` the name of the exception's class; ``exit_code`` the process's exit code
+    (negative: the signal's number) when it died without raising.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        message: str,
+        traceback: str | None = None,
+        error_type: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(f"worker {rank} failed: {message}")
+        self.rank = rank
+        self.message = message
+        self.traceback = traceback
+        self.error_type = error_type
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_exit_code(cls, rank: int, exit_code: int) -> WorkerFailed:
+        """The failure of worker ``rank``, which died without raising: with ``exit_code``, or by the signal whose
+        number is ``-exit_code`` when that is negative (as ``multiprocessing`` reports it)."""
+        if exit_code >= 0:
+            return cls(rank, f"exited with code {exit_code}", exit_code=exit_code)
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = str(-exit_code)
+        return cls(rank, f"killed by signal {name}", exit_code=exit_code)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle their str() as the only argument by default, which this __init__ cannot take.
+        return type(self), (self.rank, self.message, self.traceback, self.error_type, self.exit_code)
+
+
+def spawn_workers(
+    worker: Callable[..., Any],
+    args: tuple,
+    num_workers: int,
+    *,
+    grace_period_s: float = TERMINATION_GRACE_S,
+) -> None:
+    """Run ``worker(local_rank, *args)`` in ``num_workers`` fresh processes on this machine and wait for them all.
+
+    ``worker`` must be a module-level function and ``args`` picklable, since each process is started with the
+    "spawn" method (the only one that is safe with CUDA). When a worker raises or dies, the others get
+    ``grace_period_s`` seconds to stop on their own, then SIGTERM, then SIGKILL after as long again, and this raises
+    :class:`WorkerFailed` for the worker that failed first.
+    """
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be at least 1, got {num_workers}")
+    if grace_period_s < 0:
+        raise ValueError(f"grace_period_s must not be negative, got {grace_period_s}")
+    with tempfile.TemporaryDirectory(prefix="regimen-workers-") as errors:
+        context = torch.multiprocessing.start_processes(
+            _run_worker, args=(worker, args, errors), nprocs=num_workers, join=False, start_method="spawn"
+        )
+        try:
+            # torch's ProcessContext terminates the other workers when one exits with a non-zero code.
+            while not context.join(grace_period=grace_period_s):
+                pass
+        except (ProcessRaisedException, ProcessExitedException) as failure:
+            raise _worker_failed(failure, Path(errors)) from None
+        finally:
+            # Reached with workers still running only when this process was interrupted (Ctrl-C) while waiting:
+            # they must not outlive it.
+            _stop(context.processes, grace_period_s)
+            _remove_error_files(context)
+
+
+def find_free_port() -> int:
+    """A TCP port that is free on this machine now, for a primary to listen on. Another process may take it before
+    the primary does, so use it at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_worker(local_rank: int, worker: Callable[..., Any], args: tuple, errors: str) -> None:
+    """The function each spawned process runs: ``worker``, recording what it raised for :func:`spawn_workers`.
+
+    torch records only the traceback text, from which the exception's class and whole message cannot be told
+    reliably; and it records no time, which tells the first failure from the ones it caused in the other workers.
+    """
+    try:
+        worker(local_rank, *args)
+    except Exception as error:
+        record = {
+            "time": getattr(error, FAILURE_TIME_ATTRIBUTE, time.time()),
+            "type": type(error).__name__,
+            "message": _describe(error),
+            "traceback": traceback.format_exc(),
+        }
+        path = Path(errors) / f"worker-{local_rank}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, path)
+        raise
+
+
+def _note_failure_time(error: BaseException) -> None:
+    # On the exception itself, since a worker has no other place to keep it without module-level state.
+    if not hasattr(error, FAILURE_TIME_ATTRIBUTE):
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(error, FAILURE_TIME_ATTRIBUTE, time.time())
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # an exception whose __str__ fails must not hide the original one
+        text = ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _worker_failed(failure: ProcessRaisedException | ProcessExitedException, errors: Path) -> WorkerFailed:
+    records = {}
+    for path in errors.glob("worker-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            records[int(path.stem.removeprefix("worker-"))] = json.loads(path.read_text())
+    rank = failure.error_index
+    if rank in records:
+        # When one worker raises, the others' collectives raise too, and torch may see one of those exits first.
+        rank = min(records, key=lambda index: records[index]["time"])
+        record = records[rank]
+        return WorkerFailed(rank, record["message"], record["traceback"], record["type"])
+    if isinstance(failure, ProcessExitedException):
+        return WorkerFailed.from_exit_code(rank, failure.exit_code)
+    # The worker raised but left no record (it could not write one); torch's message holds its traceback.
+    trace = failure.msg.split("terminated with the following error:\n", 1)[-1]
+    last_line = trace.strip().splitlines()[-1] if trace.strip() else "an exception"
+    return WorkerFailed(rank, last_line, trace)
+
+
+def _stop(processes: list[BaseProcess], grace_period_s: float) -> None:
+    alive = [process for process in processes if process.is_alive()]
+    for process in alive:
+        process.terminate()
+    deadline = time.monotonic() + grace_period_s
+    for process in alive:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in alive:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
+def _remove_error_files(context: ProcessContext) -> None:
+    # torch leaves a file in the temporary directory for each worker that raised.
+    for path in context.error_files:
+        with contextlib.suppress(OSError):
+            os.remove(path)

@@ -1,0 +1,79 @@
+"""Evaluation: a trained model's loss and metrics over one dataset, and optionally its outputs per instance."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from regimen.models import Model
+from regimen.trainers.loss_totals import LossTotals
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate(
+    model: Model,
+    batches: Iterable[dict[str, Any]],
+    device: torch.device,
+    predictions_output_file: str | Path | None = None,
+) -> dict[str, float]:
+    """The model's mean batch loss (when the data has labels) and its metrics over ``batches``, in eval mode.
+
+    With ``predictions_output_file``, one JSON object per instance is written there: each output whose first
+    dimension is the batch size, as a list (scalars such as the batch loss are left out).
+    """
+    model.eval()
+    model.get_metrics(reset=True)  # start from clean counters whatever ran before
+    totals = LossTotals()
+    file: IO[str] | None = open(predictions_output_file, "w") if predictions_output_file else None
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                output = dict(model(**move_to_device(batch, device)))
+                if isinstance(output.get("loss"), dict):
+                    output["named_losses"] = output["loss"]
+                    output["loss"] = sum(output["loss"].values())
+                totals.add(output)
+                if file is not None:
+                    for instance in _per_instance(output, _batch_size(batch)):
+                        file.write(json.dumps(instance) + "\n")
+    finally:
+        if file is not None:
+            file.close()
+    return totals.metrics("", model, reset=True)
+
+
+def _batch_size(batch: dict[str, Any]) -> int | None:
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.shape[0]
+        if isinstance(value, list):
+            return len(value)
+    return None
+
+
+def _per_instance(output: dict[str, Any], batch_size: int | None) -> list[dict[str, Any]]:
+    """Split a batch's outputs into one dict per instance, keeping the outputs that have one row per instance."""
+    columns: dict[str, list[Any]] = {}
+    for name, value in output.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+            columns[name] = value.detach().float().cpu().tolist() if value.is_floating_point() else value.tolist()
+        elif isinstance(value, list) and len(value) == batch_size:
+            columns[name] = value
+    return [{name: values[row] for name, values in columns.items()} for row in range(batch_size or 0)]
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` with every tensor in it moved to ``device`` (nested dicts, lists and tuples included)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(value, device) for value in batch)
+    return batch
