@@ -28,9 +28,10 @@ format: install
 test: lint
 	$(BIN)/python -m pytest -q tests
 
+# Trains the handwritten-digits example into runs/digits (replacing an earlier demo run) and prints its results.
 demo: install
-	$(BIN)/regimen --help
-	$(BIN)/regimen print-config training_config/digits.jsonnet -o '{"trainer.num_epochs": 5}'
+	$(BIN)/regimen train training_config/digits.jsonnet -s runs/digits --force
+	$(BIN)/regimen print-results runs/digits
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
