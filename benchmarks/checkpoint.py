@@ -72,6 +72,9 @@ def render_table(data: dict[str, Any]) -> str:
                 [label, median, f"{low}-{high}", fmt(value, 2, "x"), verdict(value, target) if key == "regimen" else ""]
             )
     blocked = data["blocked"]
+    if "error" in blocked:
+        rows.append(["time a step is blocked by a save", "unavailable", "", "", blocked["error"][:80]])
+        return markdown_table(["operation", "median s", "min-max s", "x bare", "target"], rows)
     rows.append(["training step without a save", fmt(blocked["step_without_save"]["median"], 3), "", "", ""])
     rows.append(["training step with a save", fmt(blocked["step_with_save"]["median"], 3), "", "", ""])
     rows.append(
@@ -215,28 +218,37 @@ def worker(repeats: int, quick: bool) -> dict[str, Any]:
         steps = BLOCKED_STEPS_QUICK if quick else BLOCKED_STEPS_FULL
         clock = StepClock()
         blocked_dir = directory / "blocked"
-        trainer(
-            [batches[i % 2] for i in range(steps)],
-            serialization_dir=str(blocked_dir),
-            checkpointer=Checkpointer(
-                str(blocked_dir), save_completed_epochs=False, save_every_num_batches=2, keep_most_recent_by_count=1
-            ),
-            callbacks=[clock],
-        ).train()
-    # Step s (s = 2, 3, ...) lasts from the end of step s-1 to its own end; a save after step s-1 falls into it.
-    durations = {s: clock.times[s - 1] - clock.times[s - 2] for s in range(2, len(clock.times) + 1)}
-    with_save = summary([d for s, d in durations.items() if (s - 1) % 2 == 0])
-    without_save = summary([d for s, d in durations.items() if (s - 1) % 2 != 0])
+        try:
+            trainer(
+                [batches[i % 2] for i in range(steps)],
+                serialization_dir=str(blocked_dir),
+                checkpointer=Checkpointer(
+                    str(blocked_dir), save_completed_epochs=False, save_every_num_batches=2, keep_most_recent_by_count=1
+                ),
+                callbacks=[clock],
+            ).train()
+            blocked = _blocked(clock.times)
+        except Exception as error:  # a trainer being rewritten must not cost the save/load numbers above
+            blocked = {"error": f"{type(error).__name__}: {error}"}
     return {
         "parameters": sum(p.numel() for p in model_state.values()),
         **sizes,
         **{key: summary(values) for key, values in samples.items()},
-        "blocked": {
-            "step_with_save": with_save,
-            "step_without_save": without_save,
-            "blocked_s": with_save["median"] - without_save["median"],
-        },
+        "blocked": blocked,
         "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _blocked(times: list[float]) -> dict[str, Any]:
+    """Median step with a save minus median step without, from the end time of every step."""
+    # Step s (s = 2, 3, ...) lasts from the end of step s-1 to its own end; a save after step s-1 falls into it.
+    durations = {s: times[s - 1] - times[s - 2] for s in range(2, len(times) + 1)}
+    with_save = summary([d for s, d in durations.items() if (s - 1) % 2 == 0])
+    without_save = summary([d for s, d in durations.items() if (s - 1) % 2 != 0])
+    return {
+        "step_with_save": with_save,
+        "step_without_save": without_save,
+        "blocked_s": with_save["median"] - without_save["median"],
     }
 
 

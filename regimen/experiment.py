@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
+import os
 import random
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +20,80 @@ import torch
 from regimen.data import DataLoader, DatasetReader
 from regimen.models import Model
 from regimen.models.archival import BEST_WEIGHTS_NAME, RESERVED_NAMES, archive_model
-from regimen.registry import ConfigurationError, Lazy, Params, Registrable
+from regimen.registry import ConfigurationError, FromParams, Lazy, Params, Registrable
 from regimen.registry.params import write_json_atomically
+from regimen.registry.values import check_positive
 from regimen.run_directory import LOG_NAME, METRICS_NAME, check_run_directory, logging_to, prepare_run_directory
 from regimen.trainers import Trainer
+from regimen.trainers.distributed import (
+    Distributed,
+    WorkerFailed,
+    find_free_port,
+    from_torchrun_environment,
+    init_process_group,
+    spawn_workers,
+)
 from regimen.trainers.evaluation import evaluate
+from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, TrainingPreempted
 
 logger = logging.getLogger(__name__)
+
+
+class DistributedConfig(FromParams):
+    """The top-level `distributed` block: one worker process per device, on one machine or several.
+
+    Config keys:
+    - `cuda_devices` (list[int], required): the devices of the workers on each machine; `-1` entries are CPU
+      workers (Gloo), device ids are GPUs (NCCL). At least two workers in all.
+    - `num_nodes` (int, 1): machines; each runs the same command with its `--node-rank` (0 on the primary).
+    - `primary_address` (str, "127.0.0.1") and `primary_port` (int, null: a free port; required with several
+      machines): where the primary worker listens. AllenNLP's `master_address` / `master_port` are accepted.
+    - `find_unused_parameters` (bool, false): passed to DistributedDataParallel, for models that leave some
+      parameters out of a step's loss.
+    """
+
+    def __init__(
+        self,
+        cuda_devices: list[int],
+        num_nodes: int = 1,
+        primary_address: str = "127.0.0.1",
+        primary_port: int | None = None,
+        master_address: str | None = None,
+        master_port: int | None = None,
+        find_unused_parameters: bool = False,
+    ) -> None:
+        check_positive(num_nodes=num_nodes)
+        errors = []
+        if len(cuda_devices) * num_nodes < 2:
+            errors.append(
+                ConfigurationError(
+                    f"{cuda_devices} on {num_nodes} node{'s' if num_nodes > 1 else ''} is a single worker; list two "
+                    "or more devices, or remove the distributed block to train in one process",
+                    key="cuda_devices",
+                )
+            )
+        if any(device < 0 for device in cuda_devices) and any(device >= 0 for device in cuda_devices):
+            errors.append(ConfigurationError(f"mixes CPU (-1) and GPU ids: {cuda_devices}", key="cuda_devices"))
+        gpus = [device for device in cuda_devices if device >= 0]
+        if len(set(gpus)) != len(gpus):
+            errors.append(ConfigurationError(f"lists a GPU twice: {cuda_devices}", key="cuda_devices"))
+        if master_address is not None:
+            primary_address = master_address
+        if master_port is not None:
+            primary_port = master_port
+        if num_nodes > 1 and primary_port is None:
+            errors.append(ConfigurationError("is required when num_nodes is above 1", key="primary_port"))
+        if errors:
+            raise ConfigurationError.combine(errors)
+        self.cuda_devices = cuda_devices
+        self.num_nodes = num_nodes
+        self.primary_address = primary_address
+        self.primary_port = primary_port
+        self.find_unused_parameters = find_unused_parameters
+
+    @property
+    def world_size(self) -> int:
+        return self.num_nodes * len(self.cuda_devices)
 
 
 class Experiment(Registrable):
@@ -35,8 +109,10 @@ class Experiment(Registrable):
     default_implementation = "default"
     model: Model | None = None
     include_in_archive: list[str] | None = None
+    distributed: DistributedConfig | None = None  # the workers to start, for a distributed run
 
-    def build(self) -> None:
+    def build(self, distributed: Distributed | None = None) -> None:
+        """Build everything; ``distributed`` connects this worker to the others of a distributed run."""
         raise NotImplementedError  # abstract
 
     def describe(self) -> list[str]:
@@ -67,7 +143,7 @@ class TrainModel(Experiment):
     - `random_seed` (int, 13370), `numpy_seed` (int, 1337), `pytorch_seed` (int, 133): seeds for Python's,
       NumPy's and torch's generators, set before anything is built; `random_seed` also orders the data. null
       leaves that generator unseeded.
-    - `distributed` (object, null): run one worker per device (see the README).
+    - `distributed` (DistributedConfig, null): run one worker process per device (see `DistributedConfig`).
     - `include_in_archive` (list[str], null): globs of files in the serialization directory to add to
       ``model.tar.gz``.
 
@@ -90,7 +166,7 @@ class TrainModel(Experiment):
         random_seed: int | None = 13370,
         numpy_seed: int | None = 1337,
         pytorch_seed: int | None = 133,
-        distributed: dict[str, Any] | None = None,
+        distributed: DistributedConfig | None = None,
         include_in_archive: list[str] | None = None,
         serialization_dir: str | None = None,
     ) -> None:
@@ -123,13 +199,16 @@ class TrainModel(Experiment):
         self.seeds = (random_seed, numpy_seed, pytorch_seed)
         self.include_in_archive = include_in_archive
         self.serialization_dir = serialization_dir
+        self.distributed = distributed
         self.loaders: dict[str, DataLoader] = {}
         self.trainer: Trainer | None = None
+        self._primary = True
 
-    def build(self) -> None:
+    def build(self, distributed: Distributed | None = None) -> None:
         """Seed, then build the data loaders, the model and the trainer (which reads the training data)."""
         if self.trainer is not None:
             return
+        self._primary = distributed is None or distributed.is_primary
         random_seed, numpy_seed, pytorch_seed = self.seeds
         seed_everything(random_seed, numpy_seed, pytorch_seed)
         for split, path in self.paths.items():
@@ -144,6 +223,7 @@ class TrainModel(Experiment):
             data_loader=self.loaders["train"],
             validation_data_loader=self.loaders.get("validation"),
             serialization_dir=self.serialization_dir,
+            distributed=distributed,
         )
 
     def describe(self) -> list[str]:
@@ -160,7 +240,7 @@ class TrainModel(Experiment):
     def run(self) -> dict[str, Any]:
         self.build()
         metrics = self.trainer.train()
-        if "test" in self.loaders:
+        if "test" in self.loaders and self._primary:
             logger.info("evaluating the best model on the test data (%s)", self.paths["test"])
             test_metrics = evaluate(self.model, self.loaders["test"], self.trainer.device)
             metrics.update({f"test_{name}": value for name, value in test_metrics.items()})
@@ -184,43 +264,146 @@ def _missing_file(key: str, path: str | None) -> ConfigurationError | None:
 
 
 def train_model(
-    params: Params, serialization_dir: str | Path, recover: bool = False, force: bool = False
+    params: Params, serialization_dir: str | Path, recover: bool = False, force: bool = False, node_rank: int = 0
 ) -> dict[str, Any]:
-    """Build the experiment a config describes and run it in ``serialization_dir``; returns the final metrics."""
-    experiment = build_experiment(params, serialization_dir, recover, force)
-    return run_experiment(experiment, params, serialization_dir, recover, force)
+    """What ``regimen train`` does: check, build and run the experiment a config describes; returns its metrics
+    (on the primary machine of a distributed run; ``{}`` on the others)."""
+    experiment = check_experiment(params, serialization_dir, recover, force)
+    return run_experiment(experiment, params, serialization_dir, recover, force, node_rank)
 
 
-def build_experiment(
+def check_experiment(
     params: Params, serialization_dir: str | Path, recover: bool = False, force: bool = False
 ) -> Experiment:
-    """Check the directory rules and the whole config, then build the experiment (reading its data).
+    """The experiment a config describes, not built yet; checks the directory rules and the whole config.
 
     Every mistake, in the config or in how the directory would be used, raises ConfigurationError here, before
-    anything is written (see ``check_run_directory`` for the rules).
+    anything is read or written (see ``check_run_directory`` for the rules).
     """
     directory = Path(serialization_dir)
     check_run_directory(directory, params, recover, force)
-    experiment = Experiment.from_params(params.duplicate(), serialization_dir=str(directory))
-    experiment.build()
-    return experiment
+    return Experiment.from_params(params.duplicate(), serialization_dir=str(directory))
 
 
 def run_experiment(
-    experiment: Experiment, params: Params, serialization_dir: str | Path, recover: bool = False, force: bool = False
+    experiment: Experiment,
+    params: Params,
+    serialization_dir: str | Path,
+    recover: bool = False,
+    force: bool = False,
+    node_rank: int = 0,
 ) -> dict[str, Any]:
-    """Prepare the directory, train, and write ``metrics.json`` and ``model.tar.gz``; returns the metrics.
+    """Build and run a checked experiment: in this process, one process per device (its `distributed` block),
+    or as one worker of a job started by torchrun. Returns the metrics (``{}`` where this process has none).
 
-    Writes ``config.json``, ``meta.json`` and ``out.log`` (a copy of the log) as well; the trainer writes the
-    checkpoints, ``best.th`` and the per-epoch metrics.
+    The directory is prepared (replaced with ``force``, ``config.json`` and ``meta.json`` written) only once
+    every worker has built the experiment, so a mistake found while reading the data leaves it as it was.
     """
     directory = Path(serialization_dir)
-    prepare_run_directory(directory, params, recover, force)
-    with logging_to(directory / LOG_NAME):
+    torchrun = from_torchrun_environment()
+    if torchrun is not None:
+        with torchrun:
+            return _run_worker(experiment, params, directory, recover, force, torchrun)
+    plan = experiment.distributed
+    if plan is None:
+        return _run_worker(experiment, params, directory, recover, force, Distributed())
+    port = plan.primary_port or find_free_port()
+    arguments = (params.as_dict(), str(directory), recover, force, node_rank, port, Registrable.registering_modules())
+    try:
+        with _deferred_signals():
+            spawn_workers(_spawned_worker, arguments, len(plan.cuda_devices))
+    except WorkerFailed as failure:
+        if failure.error_type == "ConfigurationError":
+            raise ConfigurationError(f"worker {failure.rank}: {failure.message.split(': ', 1)[-1]}") from None
+        if failure.exit_code == PREEMPTION_EXIT_CODE:
+            raise TrainingPreempted(0, checkpoint_saved=True) from None
+        raise
+    metrics_file = directory / METRICS_NAME
+    return json.loads(metrics_file.read_text()) if node_rank == 0 and metrics_file.is_file() else {}
+
+
+def _spawned_worker(
+    local_rank: int,
+    config: dict[str, Any],
+    directory: str,
+    recover: bool,
+    force: bool,
+    node_rank: int,
+    port: int,
+    modules: list[str],
+) -> None:
+    """One worker process of a distributed run started by ``run_experiment``."""
+    for module in modules:  # the parent's registry: built-ins, --include-package packages, plugins
+        importlib.import_module(module)
+    params = Params(config)
+    experiment = Experiment.from_params(params.duplicate(), serialization_dir=directory)
+    plan = experiment.distributed
+    device_id = plan.cuda_devices[local_rank]
+    device = torch.device("cpu") if device_id < 0 else torch.device("cuda", device_id)
+    rank = node_rank * len(plan.cuda_devices) + local_rank
+    _configure_worker_logging(rank)
+    distributed = init_process_group(
+        "gloo" if device_id < 0 else "nccl",
+        rank=rank,
+        world_size=plan.world_size,
+        local_rank=local_rank,
+        device=device,
+        primary_address=plan.primary_address,
+        primary_port=port,
+        find_unused_parameters=plan.find_unused_parameters,
+    )
+    with distributed:
+        try:
+            _run_worker(experiment, params, Path(directory), recover, force, distributed)
+        except TrainingPreempted as stop:
+            logger.warning("worker %d: %s", rank, stop)
+            sys.exit(stop.exit_code)
+
+
+def _run_worker(
+    experiment: Experiment, params: Params, directory: Path, recover: bool, force: bool, distributed: Distributed
+) -> dict[str, Any]:
+    """Build, prepare the directory (the primary, once every worker has built), train, and save the results."""
+    experiment.build(distributed)
+    distributed.barrier()  # every worker has read its data and built its model
+    if distributed.is_primary:
+        prepare_run_directory(directory, params, recover, force)
+    distributed.barrier()  # the directory is ready (a --force replacement is done) before anyone resumes from it
+    log_name = LOG_NAME if distributed.world_size == 1 else f"out_worker{distributed.rank}.log"
+    with logging_to(directory / log_name):
         metrics = experiment.run()
-        write_json_atomically(directory / METRICS_NAME, metrics)
-        best = directory / BEST_WEIGHTS_NAME
-        weights: Any = BEST_WEIGHTS_NAME if best.is_file() else experiment.model.state_dict()
-        archive = archive_model(directory, weights, experiment.include_in_archive)
-        logger.info("archived the model to %s", archive)
-    return metrics
+        if distributed.is_primary:
+            write_json_atomically(directory / METRICS_NAME, metrics)
+            best = directory / BEST_WEIGHTS_NAME
+            weights: Any = BEST_WEIGHTS_NAME if best.is_file() else experiment.model.state_dict()
+            archive = archive_model(directory, weights, experiment.include_in_archive)
+            logger.info("archived the model to %s", archive)
+    return metrics if distributed.is_primary else {}
+
+
+@contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """While the workers run, the launching process outlives SIGTERM, SIGUSR1 and SIGINT: they reach the workers
+    too (sent to the process group, as Ctrl-C and SLURM do), which save a checkpoint and stop with exit code 75."""
+
+    def note(number: int, frame: Any) -> None:
+        logger.warning(
+            "received %s: waiting for the workers to save a checkpoint and stop", signal.Signals(number).name
+        )
+
+    numbers = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+    previous = {number: signal.signal(number, note) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _configure_worker_logging(rank: int) -> None:
+    """A spawned worker logs like the command does; workers other than the primary only warnings to the console."""
+    level = os.environ.get("REGIMEN_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker {rank} %(name)s: %(message)s")
+    if rank != 0:
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)

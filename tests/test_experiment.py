@@ -8,12 +8,18 @@ from typing import Any
 
 import pytest
 
-from regimen.experiment import Experiment, TrainModel, build_experiment, train_model
+from regimen.experiment import Experiment, TrainModel, check_experiment, train_model
 from regimen.registry import ConfigurationError, Params
 from regimen.run_directory import config_differences
 from tests.conftest import FIXTURES
 
 DATA = FIXTURES / "data" / "blobs"
+
+
+def build_experiment(params: Params, directory: Any) -> Experiment:
+    experiment = check_experiment(params, directory)
+    experiment.build()
+    return experiment
 
 
 def config(**changes: Any) -> Params:
@@ -88,7 +94,7 @@ class CountInstances(Experiment):
     def __init__(self, train_data_path: str, serialization_dir: str | None = None) -> None:
         self.path = train_data_path
 
-    def build(self) -> None:
+    def build(self, distributed: Any = None) -> None:
         pass
 
     def run(self) -> dict[str, Any]:

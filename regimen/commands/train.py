@@ -56,7 +56,7 @@ class Train(Subcommand):
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from regimen.experiment import build_experiment, run_experiment
+        from regimen.experiment import check_experiment, run_experiment
         from regimen.trainers.preemption import TrainingPreempted
 
         params = Params.from_file(args.param_path, args.overrides)
@@ -67,17 +67,19 @@ class Train(Subcommand):
             else:
                 trainer["file_friendly_logging"] = True
         directory = Path(args.serialization_dir)
-        experiment = build_experiment(params, directory, args.recover, args.force)
+        experiment = check_experiment(params, directory, args.recover, args.force)
         if args.dry_run:
+            experiment.build()
             print(json.dumps(ordered(params.as_dict()), indent=4))
             for line in experiment.describe():
                 print(line)
             print(f"dry run: the config is valid; nothing was trained or written to {directory}")
             return 0
         try:
-            metrics = run_experiment(experiment, params, directory, args.recover, args.force)
+            metrics = run_experiment(experiment, params, directory, args.recover, args.force, args.node_rank)
         except TrainingPreempted as stop:
             logger.warning("%s; continue with: regimen train %s -s %s --recover", stop, args.param_path, directory)
             return stop.exit_code
-        print(json.dumps(metrics, indent=4))
+        if metrics:  # the other machines of a multi-node run have none
+            print(json.dumps(metrics, indent=4))
         return 0

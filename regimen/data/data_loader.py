@@ -6,7 +6,7 @@ import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy
 import torch
@@ -47,7 +47,13 @@ class DataLoader(Registrable):
         raise NotImplementedError(f"{type(self).__name__} must implement iter_instances")
 
     def shard(self, rank: int, world_size: int) -> None:
-        """Make this loader produce only worker ``rank``'s share of each epoch's batches, out of ``world_size``."""
+        """Make this loader produce only worker ``rank``'s share of each epoch, out of ``world_size`` workers.
+
+        Every worker must then get the same number of batches per epoch (a worker that runs out early would leave
+        the others waiting in a collective such as DDP's gradient all-reduce), and together the workers must see
+        every instance of the epoch once, except for the few repeats needed when there are fewer than
+        ``world_size`` instances left to share out.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not support sharding")
 
     def set_epoch(self, epoch: int) -> None:
@@ -83,10 +89,17 @@ class DefaultDataLoader(DataLoader):
     seeded from (seed, p) alone, so ``iter_epoch(e, start_batch=k)`` can skip to any batch without producing the
     ones before it; the skipped instances are read again from disk when ``max_instances_in_memory`` is set.
 
-    Sharding: after ``shard(rank, world_size)`` this loader produces batches ``rank, rank + world_size, ...`` of
-    each epoch, so the workers together see every batch of the epoch once. When the epoch's batch count is not a
-    multiple of ``world_size`` the lower ranks get one batch more; ``len()`` and ``start_batch`` count this
-    worker's own batches.
+    Sharding: after ``shard(rank, world_size)`` every worker gets the same number of batches per epoch, so none
+    finishes early and leaves the others waiting in DDP's gradient all-reduce. Let ``n`` be the epoch's batch count
+    unsharded, ``full = n // world_size`` and ``tail = n % world_size``. Worker ``rank`` gets batches ``rank,
+    rank + world_size, ..., rank + world_size * (full - 1)`` of the epoch, whole; when ``tail > 0`` it gets one
+    batch more, last: the instances of the epoch's last ``tail`` batches, pooled in order, are cut into
+    ``world_size`` consecutive pieces whose sizes differ by at most one (the larger ones first), and the worker
+    gets piece ``rank``. So ``len()`` is ``full + (1 if tail else 0)`` on every worker, and the workers together
+    see every instance of the epoch once. When the pooled instances are fewer than ``world_size`` (a tiny dataset,
+    say), they are repeated in order until there are ``world_size`` of them, as torch's ``DistributedSampler`` pads,
+    and a warning says how many repeats this adds to the epoch. The tail piece is collated in the main process.
+    ``len()`` and ``start_batch`` count this worker's own batches (the tail piece is batch number ``full``).
 
     Config keys:
         batch_size: int | null = null
@@ -150,15 +163,15 @@ class DefaultDataLoader(DataLoader):
 
     # ---- the public interface -----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._epoch_positions(0))
+        whole, tail = self._epoch_positions(0)
+        return len(whole) + (1 if tail else 0)
 
     def iter_epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        positions = self._epoch_positions(_check_epoch(epoch))
-        if not 0 <= start_batch <= len(positions):
-            raise ValueError(
-                f"start_batch must be between 0 and {len(positions)} (batches per epoch), got {start_batch}"
-            )
-        return self._produce(positions[start_batch:])
+        whole, tail = self._epoch_positions(_check_epoch(epoch))
+        count = len(whole) + (1 if tail else 0)
+        if not 0 <= start_batch <= count:
+            raise ValueError(f"start_batch must be between 0 and {count} (batches per epoch), got {start_batch}")
+        return self._produce(epoch, whole[start_batch:], tail if start_batch <= len(whole) else range(0))
 
     def iter_instances(self) -> Iterator[Instance]:
         if self.max_instances_in_memory is None:
@@ -171,8 +184,9 @@ class DefaultDataLoader(DataLoader):
         self.rank, self.world_size = rank, world_size
 
     # ---- which batches an epoch has -------------------------------------------------------------------------
-    def _epoch_positions(self, epoch: int) -> range:
-        """The positions of this worker's batches of ``epoch`` in the endless sequence of passes over the data."""
+    def _epoch_positions(self, epoch: int) -> tuple[range, range]:
+        """Where ``epoch``'s batches are in the endless sequence of passes over the data: the positions of this
+        worker's whole batches, and those of the tail batches that all workers share (empty when unsharded)."""
         per_pass = self._pass_length()
         if self.batches_per_epoch is None:
             per_epoch = per_pass
@@ -184,15 +198,13 @@ class DefaultDataLoader(DataLoader):
         else:
             per_epoch = self.batches_per_epoch
         first = epoch * per_epoch
-        return range(first + self.rank, first + per_epoch, self.world_size)
+        tail_start = first + per_epoch - per_epoch % self.world_size
+        return range(first + self.rank, tail_start, self.world_size), range(tail_start, first + per_epoch)
 
     def _pass_length(self) -> int:
         """Batches in one pass over the data; counting them reads the file once if it is not kept in memory."""
         if self._batches_per_pass is None:
-            if self.max_instances_in_memory is None:
-                self._batches_per_pass = self._num_batches(self._load())
-            else:
-                self._batches_per_pass = sum(self._num_batches(chunk) for chunk in self._chunks())
+            self._batches_per_pass = sum(self._num_batches(chunk) for chunk in self._chunks())
         return self._batches_per_pass
 
     def _num_batches(self, instances: Sequence[Instance]) -> int:
@@ -229,37 +241,71 @@ class DefaultDataLoader(DataLoader):
         return torch.Generator().manual_seed(int(state))
 
     # ---- producing batches ------------------------------------------------------------------------------------
-    def _produce(self, positions: range) -> Iterator[Batch]:
+    def _produce(self, epoch: int, whole: range, tail: range) -> Iterator[Batch]:
+        """The batches at positions ``whole``, collated as they are, then this worker's piece of the ``tail``
+        batches; the data is read once for both."""
+        pooled: list[Instance] = []
+        for chunk in self._located([*whole, *tail]):
+            mine = [indices for position, indices in chunk.batches if position not in tail]
+            seeds = self._generator(chunk.pass_index, chunk.chunk_index)
+            yield from self._collated(chunk.instances, mine, seeds, self.num_workers)
+            pooled += [chunk.instances[i] for position, indices in chunk.batches if position in tail for i in indices]
+        if tail:
+            piece = self._tail_piece(epoch, pooled, len(tail))
+            # One batch: not worth starting worker processes, and no worker needs a seed.
+            yield from self._collated(piece, [list(range(len(piece)))], torch.Generator(), num_workers=0)
+
+    def _located(self, positions: list[int]) -> Iterator[_Located]:
+        """The batches at ``positions`` (increasing), chunk by chunk: which instances make up each of them. Only the
+        chunks that hold one are batched, and the file is read no further than the last one."""
         if not positions:
             return
         per_pass = self._pass_length()
         for pass_index, group in itertools.groupby(positions, key=lambda position: position // per_pass):
-            yield from self._produce_pass(pass_index, [position - pass_index * per_pass for position in group])
+            wanted = list(group)
+            offset = pass_index * per_pass  # the position of the chunk's first batch
+            chunks = self._chunks()
+            try:
+                for chunk_index, chunk in enumerate(chunks):
+                    count = self._num_batches(chunk)
+                    here = [position for position in wanted if offset <= position < offset + count]
+                    if here:
+                        batches = self._batch_indices(chunk, pass_index, chunk_index)
+                        located = [(position, batches[position - offset]) for position in here]
+                        yield _Located(chunk, located, pass_index, chunk_index)
+                    offset += count
+                    if offset > wanted[-1]:
+                        break
+            finally:
+                chunks.close()
 
-    def _produce_pass(self, pass_index: int, wanted: list[int]) -> Iterator[Batch]:
-        """Batches number ``wanted`` (increasing) of pass ``pass_index``; only those are collated."""
-        if self.max_instances_in_memory is None:
-            instances = self._load()
-            batches = self._batch_indices(instances, pass_index, 0)
-            yield from self._collated(instances, [batches[index] for index in wanted], pass_index, 0)
-            return
-        offset = 0
-        chunks = self._chunks()
-        try:
-            for chunk_index, chunk in enumerate(chunks):
-                count = self._num_batches(chunk)
-                here = [index - offset for index in wanted if offset <= index < offset + count]
-                if here:
-                    batches = self._batch_indices(chunk, pass_index, chunk_index)
-                    yield from self._collated(chunk, [batches[index] for index in here], pass_index, chunk_index)
-                offset += count
-                if offset > wanted[-1]:
-                    break
-        finally:
-            chunks.close()
+    def _tail_piece(self, epoch: int, pooled: list[Instance], tail_batches: int) -> list[Instance]:
+        """This worker's consecutive piece of the ``pooled`` tail instances, cut into ``world_size`` near-equal
+        pieces; fewer instances than workers are first repeated in order until every worker can have one."""
+        if not pooled:
+            raise ValueError(
+                f"{self.data_path}: the last {tail_batches} batches of epoch {epoch} are empty, so there is nothing "
+                f"to share out among the {self.world_size} workers ({self._describe_batching()})"
+            )
+        if len(pooled) < self.world_size:
+            logger.warning(
+                "%s, epoch %d: the last %d batch(es) hold %d instance(s), fewer than the %d workers; they are "
+                "repeated in order until every worker has one, so this epoch sees %d repeated instance(s), as "
+                "torch's DistributedSampler pads",
+                self.data_path,
+                epoch,
+                tail_batches,
+                len(pooled),
+                self.world_size,
+                self.world_size - len(pooled),
+            )
+            pooled = [pooled[index % len(pooled)] for index in range(self.world_size)]
+        size, larger = divmod(len(pooled), self.world_size)
+        start = self.rank * size + min(self.rank, larger)
+        return pooled[start : start + size + (1 if self.rank < larger else 0)]
 
     def _collated(
-        self, instances: Sequence[Instance], batches: list[list[int]], pass_index: int, chunk_index: int
+        self, instances: Sequence[Instance], batches: list[list[int]], seeds: torch.Generator, num_workers: int
     ) -> Iterator[Batch]:
         if not batches:
             return iter(())
@@ -267,12 +313,12 @@ class DefaultDataLoader(DataLoader):
             instances,  # type: ignore[arg-type]  # a list is a map-style dataset
             batch_sampler=batches,
             collate_fn=collate,
-            num_workers=self.num_workers,
+            num_workers=num_workers,
             pin_memory=self.pin_memory,
-            multiprocessing_context=self.start_method if self.num_workers > 0 else None,
+            multiprocessing_context=self.start_method if num_workers > 0 else None,
             # torch draws its workers' base seed from this generator; without one it would draw from (and so
             # change) the global torch random state every time a pass starts.
-            generator=self._generator(pass_index, chunk_index),
+            generator=seeds,
         )
         return iter(loader)
 
@@ -284,8 +330,11 @@ class DefaultDataLoader(DataLoader):
         return self._instances
 
     def _chunks(self) -> Iterator[list[Instance]]:
-        """The dataset read from disk ``max_instances_in_memory`` instances at a time."""
-        assert self.max_instances_in_memory is not None
+        """The dataset in the chunks it is batched in: all of it, kept in memory, or (with max_instances_in_memory)
+        read from disk that many instances at a time."""
+        if self.max_instances_in_memory is None:
+            yield self._load()
+            return
         instances = self.reader.read(self.data_path)
         try:
             while chunk := list(itertools.islice(instances, self.max_instances_in_memory)):
@@ -299,6 +348,15 @@ class DefaultDataLoader(DataLoader):
         if self.batch_sampler is not None:
             return f"batch_sampler {type(self.batch_sampler).__name__}"
         return f"batch_size {self.batch_size}, drop_last {str(self.drop_last).lower()}"
+
+
+class _Located(NamedTuple):
+    """Some batches of one chunk of one pass (the whole dataset when it is kept in memory)."""
+
+    instances: list[Instance]  # the chunk
+    batches: list[tuple[int, list[int]]]  # (position in the endless sequence of passes, indices into instances)
+    pass_index: int
+    chunk_index: int
 
 
 def _check_settings(

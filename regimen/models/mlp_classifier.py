@@ -65,6 +65,9 @@ class MlpClassifier(Model):
                 self._total += label.numel()
         return output
 
+    def metric_state(self) -> list[torch.Tensor]:
+        return [self._correct, self._total]
+
     def get_metrics(self, reset: bool = False) -> dict[str, float]:
         total = int(self._total)
         metrics = {"accuracy": int(self._correct) / total if total else 0.0}

@@ -18,6 +18,10 @@ class Model(torch.nn.Module, Registrable):
 
     ``get_metrics(reset)`` returns the metrics accumulated since the last reset (floats, e.g. accuracy);
     ``get_regularization_penalty()`` an optional scalar added to the training loss.
+
+    ``metric_state()`` lists the tensors of sums and counts behind ``get_metrics``. In a distributed run the
+    trainer sums them over the workers (in place) before it reads the metrics with ``reset=True``, so the metrics
+    reported are those of the whole data; a model that keeps its counts elsewhere reports the primary's share.
     """
 
     def forward(self, **batch: Any) -> dict[str, Any]:  # pragma: no cover - every model defines it
@@ -26,6 +30,10 @@ class Model(torch.nn.Module, Registrable):
     def get_metrics(self, reset: bool = False) -> dict[str, float]:
         """Metrics accumulated since the last reset; the default model has none."""
         return {}
+
+    def metric_state(self) -> list[torch.Tensor]:
+        """The tensors of sums and counts ``get_metrics`` is computed from (none by default)."""
+        return []
 
     def get_regularization_penalty(self) -> torch.Tensor | None:
         """A scalar added to the training loss, or None (the default)."""

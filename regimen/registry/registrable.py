@@ -56,6 +56,17 @@ class Registrable(FromParams):
 
         return add
 
+    @staticmethod
+    def registering_modules() -> list[str]:
+        """The importable modules that registered a component (not ``__main__``), sorted: importing them in another
+        process (a distributed worker) gives it the same registry."""
+        modules = {
+            getattr(entry, "__module__", None)
+            for registry in Registrable._registry.values()
+            for entry, _ in registry.values()
+        }
+        return sorted(module for module in modules if module and module != "__main__")
+
     @classmethod
     def list_available(cls) -> list[str]:
         """The registered names, the default implementation first."""

@@ -211,15 +211,9 @@ class Checkpointer(Registrable):
         self._unloadable: set[_Position] = set()
 
     # ---- saving ------------------------------------------------------------------------------------------------
-    def maybe_save_checkpoint(
-        self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int
-    ) -> bool:
-        """Save a checkpoint if one is due; return whether one was saved.
-
-        Called after every optimizer step (``num_batches_in_epoch_completed`` > 0) and at the end of every
-        epoch (with 0 and the epoch counted as completed). Costs a few comparisons, and one clock read with
-        ``save_every_num_seconds``, when no checkpoint is due.
-        """
+    def is_due(self, num_batches_in_epoch_completed: int) -> bool:
+        """Whether a checkpoint is due now: after an optimizer step (``num_batches_in_epoch_completed`` > 0) or
+        at the end of an epoch (0). Costs a few comparisons, and one clock read with ``save_every_num_seconds``."""
         batches = num_batches_in_epoch_completed
         if batches == 0:
             due = self._save_completed_epochs
@@ -231,8 +225,15 @@ class Checkpointer(Registrable):
             if self._last_save_time is None:
                 self._last_save_time = now
             due = now - self._last_save_time >= self._save_every_num_seconds
+        return due
+
+    def maybe_save_checkpoint(
+        self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int
+    ) -> bool:
+        """Save a checkpoint if one ``is_due``; return whether one was saved."""
+        due = self.is_due(num_batches_in_epoch_completed)
         if due:
-            self.save_checkpoint(trainer, num_epochs_completed, batches)
+            self.save_checkpoint(trainer, num_epochs_completed, num_batches_in_epoch_completed)
         return due
 
     def save_checkpoint(self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int) -> None:

@@ -90,7 +90,7 @@ class Distributed:
         """The device this worker computes on."""
         return self._device
 
-    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool | None = None) -> torch.nn.Module:
         """The module to call for forward and backward. Keep using ``model`` itself for state dicts, so that
         checkpoints never get the ``module.`` prefix of a wrapper. ``model`` must already be on :attr:`device`."""
         return model
@@ -111,6 +111,11 @@ class Distributed:
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any worker, e.g. whether any was asked to stop by a pre-emption signal."""
         return bool(flag)
+
+    def agree(self, primary_says: bool, anyone_says: bool) -> tuple[bool, bool]:
+        """Two decisions every worker must take alike, in one collective: the primary's ``primary_says`` (a
+        checkpoint is due by its clock) and whether ``anyone_says`` is true on any worker (a signal arrived)."""
+        return bool(primary_says), bool(anyone_says)
 
     def broadcast_object(self, value: Any) -> Any:
         """The primary's ``value`` (anything picklable), on every worker; the others' values are ignored."""
@@ -145,7 +150,7 @@ class ProcessGroupDistributed(Distributed):
     Each method is one collective that every worker must call, in the same order.
     """
 
-    def __init__(self, local_rank: int, device: torch.device | str) -> None:
+    def __init__(self, local_rank: int, device: torch.device | str, find_unused_parameters: bool = False) -> None:
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError(
                 "ProcessGroupDistributed needs an initialised torch.distributed process group; "
@@ -155,6 +160,7 @@ class ProcessGroupDistributed(Distributed):
         self._rank = dist.get_rank()
         self._world_size = dist.get_world_size()
         self._local_rank = local_rank
+        self._find_unused_parameters = find_unused_parameters
         self._nccl = dist.get_backend() == "nccl"
         # NCCL moves only CUDA tensors; Gloo implements every collective for CPU tensors but not all for CUDA ones.
         self._communication_device = self.device if self._nccl else torch.device("cpu")
@@ -175,10 +181,13 @@ class ProcessGroupDistributed(Distributed):
     def enabled(self) -> bool:
         return True
 
-    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool | None = None) -> torch.nn.Module:
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`, which first copies the primary's
-        parameters and buffers to every worker, then averages gradients across workers in each backward pass."""
+        parameters and buffers to every worker, then averages gradients across workers in each backward pass.
+        ``find_unused_parameters`` None uses the setting this object was made with."""
         device_ids = [self.device.index] if self.device.type == "cuda" else None
+        if find_unused_parameters is None:
+            find_unused_parameters = self._find_unused_parameters
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
@@ -218,6 +227,12 @@ class ProcessGroupDistributed(Distributed):
         self.all_reduce_sum_([count])
         return bool(count.item() > 0)
 
+    def agree(self, primary_says: bool, anyone_says: bool) -> tuple[bool, bool]:
+        votes = torch.tensor([int(bool(primary_says) and self.is_primary), int(bool(anyone_says))], dtype=torch.int64)
+        self.all_reduce_sum_([votes])
+        primary, anyone = votes.tolist()
+        return primary > 0, anyone > 0
+
     def broadcast_object(self, value: Any) -> Any:
         objects = [value if self.is_primary else None]
         dist.broadcast_object_list(objects, src=0, device=self._communication_device)
@@ -253,6 +268,7 @@ def init_process_group(
     primary_address: str,
     primary_port: int,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    find_unused_parameters: bool = False,
 ) -> ProcessGroupDistributed:
     """Join the default process group of ``world_size`` workers as ``rank``, and return the runtime backed by it.
 
@@ -289,7 +305,7 @@ def init_process_group(
         timeout=timedelta(seconds=timeout_s),
         **extra,
     )
-    return ProcessGroupDistributed(local_rank, device)
+    return ProcessGroupDistributed(local_rank, device, find_unused_parameters)
 
 
 def from_torchrun_environment() -> ProcessGroupDistributed | None:

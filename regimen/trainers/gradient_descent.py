@@ -10,7 +10,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from regimen.trainers.callbacks import (
 )
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.checkpointer import Checkpointer, save_atomically
+from regimen.trainers.distributed import Distributed
 from regimen.trainers.evaluation import move_to_device
 from regimen.trainers.loss_totals import LossTotals
 from regimen.trainers.lr_schedulers import LearningRateScheduler
@@ -111,11 +112,9 @@ class GradientDescentTrainer(Trainer):
         file_friendly_logging: bool = False,
         enable_default_callbacks: bool = True,
         run_confidence_checks: bool = True,
-        distributed: bool = False,
-        local_rank: int = 0,
-        world_size: int = 1,
+        distributed: Distributed | None = None,
     ) -> None:
-        super().__init__(serialization_dir, cuda_device, distributed, local_rank, world_size)
+        super().__init__(serialization_dir, cuda_device, distributed)
         check_positive(num_epochs=num_epochs, validate_every_num_epochs=validate_every_num_epochs)
         check_positive(num_steps=num_steps, validate_every_num_steps=validate_every_num_steps)
         check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps)
@@ -123,10 +122,11 @@ class GradientDescentTrainer(Trainer):
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
-        self._forward = _compiled(self.model, compile)
+        # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
+        self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
-        self.data_loader = data_loader
-        self.validation_data_loader = validation_data_loader
+        self.data_loader = _sharded(data_loader, self._dist)
+        self.validation_data_loader = _sharded(validation_data_loader, self._dist)
         self._metric_tracker = MetricTracker(validation_metric, patience)
         self._num_epochs = num_epochs
         self._num_steps = num_steps
@@ -151,6 +151,7 @@ class GradientDescentTrainer(Trainer):
         self._totals = LossTotals()
         self._best_model_state: dict[str, torch.Tensor] | None = None
         self._last_metrics: dict[str, Any] = {}
+        self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
 
     @classmethod
     def from_partial_objects(
@@ -172,6 +173,7 @@ class GradientDescentTrainer(Trainer):
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
         defaults = _init_defaults(cls)
+        data_loader = _sharded(data_loader, kwargs.get("distributed"))  # the schedules count this worker's steps
         _freeze(model, no_grad or [])
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
@@ -291,13 +293,21 @@ class GradientDescentTrainer(Trainer):
 
     def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
-        saved = self._checkpointer is not None and self._checkpointer.maybe_save_checkpoint(
-            self, epochs_completed, batches_in_epoch
-        )
-        if self._preemption.requested:
-            if self._checkpointer is not None and not saved:
-                self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
-            raise TrainingPreempted(self._preemption.signal_number, self._checkpointer is not None)
+        due = self._checkpointer is not None and self._checkpointer.is_due(batches_in_epoch)
+        # Every worker saves (its RNG state) and stops at the same step: the primary decides when a checkpoint is
+        # due, and a signal to any worker stops them all.
+        due, stop = self._dist.agree(primary_says=due, anyone_says=self._preemption.requested)
+        if self._checkpointer is not None and (due or stop):
+            self._save_checkpoint(epochs_completed, batches_in_epoch)
+        if stop:
+            raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
+
+    def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int) -> None:
+        """Every worker's RNG state goes into the checkpoint, which the primary writes while the others wait."""
+        self._rng_states = self._dist.gather_objects(rng_state())
+        if self._primary:
+            self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
+        self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
         self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: LossTotals
@@ -305,15 +315,17 @@ class GradientDescentTrainer(Trainer):
         """Backward over each batch of the group, then unscale, clip, schedule, step, average (in that order)."""
         outputs = []
         for index, batch in enumerate(group):
-            output = self._run_batch(batch, for_training=True)
-            loss = output["loss"]
-            if not torch.isfinite(loss):
-                raise ValueError(
-                    f"the training loss is {loss.item()} at epoch {epoch}, batch "
-                    f"{step_in_epoch * self._accumulation + index}; lower the learning rate or check the data"
-                )
-            totals.add(output)
-            self._precision.backward(loss / len(group), self.optimizer)
+            # Workers average gradients once per step, in the last batch's backward pass.
+            with self._dist.no_sync(self._forward) if index < len(group) - 1 else nullcontext():
+                output = self._run_batch(batch, for_training=True)
+                loss = output["loss"]
+                if not torch.isfinite(loss):
+                    raise ValueError(
+                        f"the training loss is {loss.item()} at epoch {epoch}, batch "
+                        f"{step_in_epoch * self._accumulation + index}; lower the learning rate or check the data"
+                    )
+                totals.add(output)
+                self._precision.backward(loss / len(group), self.optimizer)
             outputs.append(output)
         self._precision.unscale(self.optimizer)
         grad_norm = self._clip_gradients()
@@ -360,7 +372,7 @@ class GradientDescentTrainer(Trainer):
     # ---- validation ------------------------------------------------------------------------------------------
     def _validation_point(self, epoch: int, totals: LossTotals, name: str) -> bool:
         """Validate, track, schedule and report; returns True when patience has run out."""
-        metrics = totals.metrics("training_", self.model, reset=True)
+        metrics = self._epoch_metrics(totals, "training_")
         tracked = {key.removeprefix("training_"): value for key, value in metrics.items()}
         if self.validation_data_loader is not None:
             validation = self._validate(epoch)
@@ -405,7 +417,11 @@ class GradientDescentTrainer(Trainer):
                 )
         bar.close()
         self.model.train()
-        return totals.metrics("", self.model, reset=True)
+        return self._epoch_metrics(totals, "")
+
+    def _epoch_metrics(self, totals: LossTotals, prefix: str) -> dict[str, float]:
+        """The losses and the model's metrics over all workers' batches; resets the model's metrics."""
+        return totals.reduced(self._dist).metrics(prefix, self.model, reset=True, distributed=self._dist)
 
     # ---- weights -------------------------------------------------------------------------------------------
     @contextmanager
@@ -439,7 +455,7 @@ class GradientDescentTrainer(Trainer):
             "loss_totals": self._totals.state_dict(),
             "last_metrics": self._last_metrics,
             "callbacks": [callback.state_dict() for callback in self._callbacks],
-            "rng": rng_state(),
+            "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
             **{key: component.state_dict() for key, component in self._stateful_components().items()},
         }
         with self._averaged_weights():
@@ -479,7 +495,7 @@ class GradientDescentTrainer(Trainer):
         best = Path(self._serialization_dir) / "best.th"
         if best.is_file():
             self._best_model_state = torch.load(best, map_location=self.device, weights_only=True)
-        set_rng_state(training_state["rng"])
+        set_rng_state(_own_rng_state(training_state["rng"], self._dist.rank))
         logger.info(
             "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
         )
@@ -543,6 +559,25 @@ def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
             group = []
     if group:
         yield group
+
+
+def _sharded(loader: Any, distributed: Distributed | None) -> Any:
+    """The loader made to produce only this worker's share of each epoch (itself in a single-process run)."""
+    if loader is None or distributed is None or distributed.world_size == 1:
+        return loader
+    if not callable(getattr(loader, "shard", None)):
+        raise ConfigurationError(
+            f"a distributed run needs data loaders that can be sharded; {type(loader).__name__} has no shard()"
+        )
+    loader.shard(distributed.rank, distributed.world_size)
+    return loader
+
+
+def _own_rng_state(saved: Any, rank: int) -> dict[str, Any]:
+    """This worker's RNG state from a checkpoint: its own entry, or the primary's when the world size changed."""
+    if isinstance(saved, dict):  # a checkpoint from before per-worker states
+        return saved
+    return saved[rank] if rank < len(saved) else saved[0]
 
 
 def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:

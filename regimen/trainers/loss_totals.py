@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from regimen.models import Model
+from regimen.trainers.distributed import Distributed
 
 
 class LossTotals:
@@ -35,7 +36,25 @@ class LossTotals:
             detached = value.detach().float()
             self.sums[name] = self.sums[name] + detached if name in self.sums else detached
 
-    def metrics(self, prefix: str, model: Model, reset: bool) -> dict[str, float]:
+    def reduced(self, distributed: Distributed) -> LossTotals:
+        """The totals over every worker of a distributed run (a copy; this one is unchanged): one collective."""
+        if distributed.world_size == 1:
+            return self
+        names = sorted(self.sums)
+        tensors = [self.sums[name].clone() for name in names] + [torch.tensor(float(self.batches))]
+        distributed.all_reduce_sum_(tensors)
+        total = LossTotals()
+        total.sums = dict(zip(names, tensors[:-1]))
+        total.batches = round(float(tensors[-1]))
+        return total
+
+    def metrics(
+        self, prefix: str, model: Model, reset: bool, distributed: Distributed | None = None
+    ) -> dict[str, float]:
+        """Mean loss per batch and the model's metrics, prefixed. With ``distributed`` (and ``reset``), the
+        model's ``metric_state()`` tensors are first summed over the workers, so its metrics are the whole data's."""
+        if distributed is not None and distributed.world_size > 1 and reset:
+            distributed.all_reduce_sum_(model.metric_state())
         values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
         values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
         return values

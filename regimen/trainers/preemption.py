@@ -24,7 +24,8 @@ class TrainingPreempted(Exception):
     exit_code = PREEMPTION_EXIT_CODE
 
     def __init__(self, signal_number: int, checkpoint_saved: bool) -> None:
-        name = signal.Signals(signal_number).name
+        # 0: this worker got no signal itself; another worker of a distributed run did.
+        name = signal.Signals(signal_number).name if signal_number else "another worker's signal"
         saved = "a checkpoint was saved" if checkpoint_saved else "checkpointing is off, nothing was saved"
         super().__init__(f"training stopped on {name}; {saved}")
         self.signal_number = signal_number

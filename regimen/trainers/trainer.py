@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from regimen.registry import ConfigurationError, Registrable
+from regimen.trainers.distributed import Distributed
 
 
 def resolve_device(cuda_device: int | str | None) -> torch.device:
@@ -31,8 +32,9 @@ def resolve_device(cuda_device: int | str | None) -> torch.device:
 class Trainer(Registrable):
     """The base of trainers: ``train()`` runs training and returns its metrics.
 
-    ``serialization_dir`` is where results go (None: nowhere), ``cuda_device`` the device (None: auto, -1: CPU),
-    ``distributed``/``local_rank``/``world_size`` describe this worker in a distributed run.
+    ``serialization_dir`` is where results go (None: nowhere), ``cuda_device`` the device (None: auto, -1: CPU).
+    ``distributed`` (given by the experiment, not written in configs) connects this worker to the others of a
+    distributed run; it then decides the device, and only the primary worker writes files.
     """
 
     default_implementation = "gradient_descent"
@@ -41,16 +43,12 @@ class Trainer(Registrable):
         self,
         serialization_dir: str | None = None,
         cuda_device: int | None = None,
-        distributed: bool = False,
-        local_rank: int = 0,
-        world_size: int = 1,
+        distributed: Distributed | None = None,
     ) -> None:
         self._serialization_dir = serialization_dir
-        self.device = resolve_device(cuda_device)
-        self._distributed = distributed
-        self._rank = local_rank
-        self._world_size = world_size
-        self._primary = local_rank == 0
+        self._dist = distributed if distributed is not None else Distributed()
+        self.device = self._dist.device if self._dist.enabled else resolve_device(cuda_device)
+        self._primary = self._dist.is_primary
 
     def train(self) -> dict[str, Any]:
         """Train the model and return the final metrics."""

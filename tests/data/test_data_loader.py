@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import random
 from typing import Any
 
@@ -169,22 +171,232 @@ def test_max_instances_in_memory_batches_each_chunk_and_gives_every_instance_onc
     assert ids(build(config, seed=4).iter_epoch(1, start_batch=5)) == ids(loader.iter_epoch(1))[5:]
 
 
+def sharded(config: dict[str, Any], world_size: int, **extras: Any) -> list[DataLoader]:
+    """One loader per rank, each built from the same config and sharded as its rank."""
+    loaders = [build(config, **extras) for _ in range(world_size)]
+    for rank, loader in enumerate(loaders):
+        loader.shard(rank, world_size)
+    return loaders
+
+
+def check_sharding(config: dict[str, Any], world_size: int, epochs: range, **extras: Any) -> list[list[list[str]]]:
+    """Check the sharding rule against the unsharded loader on ``epochs``; the ranks' ids of the last epoch.
+
+    Every rank has the same len() and produces that many batches; rank r's first ``full`` batches are the whole
+    batches r, r + world_size, ... of the unsharded epoch; its last batch (when the batch count is not a multiple)
+    is its piece of the tail: the pieces, in rank order, are the instances of the last ``tail`` batches in order
+    (repeated in order up to one per rank when there are fewer), and their sizes differ by at most one. So the ranks
+    together see the unsharded epoch's instances exactly once, plus those repeats.
+    """
+    unsharded = build(config, **extras)
+    ranks = sharded(config, world_size, **extras)
+    full, tail = divmod(len(unsharded), world_size)
+    assert [len(loader) for loader in ranks] == [full + (1 if tail else 0)] * world_size
+    shares: list[list[list[str]]] = []
+    for epoch in epochs:
+        whole = ids(unsharded.iter_epoch(epoch))
+        shares = [ids(loader.iter_epoch(epoch)) for loader in ranks]
+        assert [len(share) for share in shares] == [len(ranks[0])] * world_size
+        for rank, share in enumerate(shares):
+            assert share[:full] == whole[rank : full * world_size : world_size]
+        pooled = flat_ids(whole[full * world_size :])
+        padded = [pooled[index % len(pooled)] for index in range(max(len(pooled), world_size))] if tail else []
+        if tail:
+            pieces = [share[full] for share in shares]
+            assert flat_ids(pieces) == padded
+            sizes = [len(piece) for piece in pieces]
+            assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True) and min(sizes) >= 1
+        seen = [name for share in shares for batch in share for name in batch]
+        assert sorted(seen) == sorted(flat_ids(whole[: full * world_size]) + padded)
+    return shares
+
+
+def flat_ids(batches: list[list[str]]) -> list[str]:
+    return [name for batch in batches for name in batch]
+
+
 def test_sharding_over_two_ranks_covers_every_instance_once():
     config = {"batch_size": 3, "shuffle": True}
     unsharded = build(config, seed=8)
-    ranks = [build(config, seed=8) for _ in range(2)]
-    for rank, loader in enumerate(ranks):
-        loader.shard(rank, 2)
-    assert [len(loader) for loader in ranks] == [4, 3]  # 7 batches: uneven, the lower rank gets one more
+    ranks = sharded(config, 2, seed=8)
+    # 7 batches: 3 whole ones each, then the last batch (2 instances) split into one instance per rank.
+    assert [len(loader) for loader in ranks] == [4, 4]
     for epoch in range(2):
         shares = [ids(loader.iter_epoch(epoch)) for loader in ranks]
-        names = [name for share in shares for batch in share for name in batch]
-        assert sorted(names) == ALL_IDS
+        assert sorted(flat_ids(shares[0] + shares[1])) == ALL_IDS
         whole = ids(unsharded.iter_epoch(epoch))
-        assert shares[0] == whole[0::2] and shares[1] == whole[1::2]
+        assert shares[0] == [*whole[0:6:2], whole[6][:1]]
+        assert shares[1] == [*whole[1:6:2], whole[6][1:]]
     assert ids(ranks[1].iter_epoch(1, start_batch=1)) == ids(ranks[1].iter_epoch(1))[1:]
     with pytest.raises(ValueError, match="shard needs 0 <= rank < world_size, got rank 2 and world_size 2"):
         ranks[0].shard(2, 2)
+
+
+@pytest.mark.parametrize(
+    ("world_size", "batch_size", "batches_per_rank", "seen"),
+    [
+        (1, 3, 7, 20),  # unsharded: nothing changes
+        (2, 5, 2, 20),  # 4 batches: a multiple, no tail
+        (2, 3, 4, 20),  # 7 batches: 3 whole each + a tail of 1 batch (2 instances: pieces of 1, 1)
+        (2, 4, 3, 20),  # 5 batches: 2 whole each + a tail of 1 batch (4 instances: pieces of 2, 2)
+        (3, 7, 1, 20),  # 3 batches: a multiple
+        (3, 3, 3, 21),  # 7 batches: 2 whole each + a tail of 1 batch (2 instances, one repeated for rank 2)
+        (3, 4, 2, 20),  # 5 batches: 1 whole each + a tail of 2 batches (8 instances: pieces of 3, 3, 2)
+        (3, 2, 4, 21),  # 10 batches: 3 whole each + a tail of 1 batch (2 instances, one repeated)
+    ],
+)
+def test_every_rank_gets_the_same_number_of_batches(world_size, batch_size, batches_per_rank, seen):
+    config = {"batch_size": batch_size, "shuffle": True}
+    shares = check_sharding(config, world_size, range(2), seed=3)
+    assert all(len(share) == batches_per_rank for share in shares)
+    names = flat_ids([batch for share in shares for batch in share])
+    assert set(names) == set(ALL_IDS) and len(names) == seen
+
+
+def test_sharded_shuffled_epochs_differ_and_each_is_reproducible():
+    config = {"batch_size": 4, "shuffle": True}
+    torch.manual_seed(0)
+    epochs = [[ids(loader.iter_epoch(epoch)) for loader in sharded(config, 3, seed=9)] for epoch in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert all(epoch[rank][-1] != other[rank][-1] for epoch, other in itertools.pairwise(epochs) for rank in range(3))
+    torch.manual_seed(1)
+    again = sharded(config, 3, seed=9)
+    for epoch in (2, 0, 1):  # another global random state, epochs out of order, freshly built loaders
+        assert [ids(loader.iter_epoch(epoch)) for loader in again] == epochs[epoch]
+    assert [ids(loader.iter_epoch(0)) for loader in sharded(config, 3, seed=10)] != epochs[0]
+
+
+class CountingReader(JsonLinesReader):
+    """Counts how often the data file is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def _read(self, path: str):
+        self.reads += 1
+        return super()._read(path)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_sharding_with_max_instances_in_memory_pools_a_tail_from_two_chunks_in_one_read(world_size):
+    # Chunks of 4 instances, one batch each: 5 batches. Over 3 ranks the tail is the last two chunks' batches.
+    config = {"batch_size": 4, "shuffle": True, "max_instances_in_memory": 4}
+    shares = check_sharding(config, world_size, range(2), seed=5)
+    assert sorted(flat_ids([batch for share in shares for batch in share])) == ALL_IDS
+    if world_size == 3:
+        pieces = [share[-1] for share in shares]
+        assert sorted(flat_ids(pieces)) == ALL_IDS[12:] and [len(piece) for piece in pieces] == [3, 3, 2]
+    reader = CountingReader()
+    loader = build(config, reader=reader, seed=5)
+    loader.shard(world_size - 1, world_size)
+    len(loader)  # counting the batches reads the file once
+    reads = reader.reads
+    list(loader.iter_epoch(1))
+    assert reader.reads == reads + 1  # the whole batches and the tail come from one pass over the file
+
+
+@pytest.mark.parametrize(("max_instances_in_memory", "crossing_epoch"), [(None, 2), (7, 4)])
+def test_sharding_with_batches_per_epoch_pools_a_tail_across_two_passes(max_instances_in_memory, crossing_epoch):
+    config = {
+        "batch_size": 3,
+        "shuffle": True,
+        "batches_per_epoch": 5,
+        "max_instances_in_memory": max_instances_in_memory,
+    }
+    per_pass = len(build({**config, "batches_per_epoch": None}))  # 7 in memory; chunks of 7, 7, 6 give 8
+    # Over 3 ranks each epoch of 5 batches has a tail of 2; in crossing_epoch those are in two passes.
+    tail_start = 5 * crossing_epoch + 3
+    assert tail_start // per_pass != (tail_start + 1) // per_pass
+    check_sharding(config, 3, range(crossing_epoch + 1), seed=6)
+    check_sharding(config, 2, range(crossing_epoch + 1), seed=6)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_sharding_with_the_bucket_batch_sampler(world_size):
+    config = {"batch_sampler": {"type": "bucket", "batch_size": 4}}  # 5 batches
+    check_sharding(config, world_size, range(2), seed=7)
+    length = {instance["id"]: len(instance["tokens"]) for instance in JsonLinesReader().read(SEQUENCES)}
+    for loader in sharded(config, world_size, seed=7):
+        for batch in loader.iter_epoch(1):  # the tail piece is padded to its own longest instance
+            assert batch["tokens"].shape == (len(batch["id"]), max(length[name] for name in batch["id"]))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"batch_size": 3, "shuffle": True},
+        {"batch_size": 4, "shuffle": True, "max_instances_in_memory": 4},
+        {"batch_size": 3, "shuffle": True, "batches_per_epoch": 5, "drop_last": True},
+    ],
+)
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_a_sharded_epoch_resumes_at_any_of_its_batches(config, world_size):
+    loaders = sharded(config, world_size, seed=4)
+    assert len({len(loader) for loader in loaders}) == 1
+    for loader in loaders:
+        whole = list(loader.iter_epoch(2))
+        assert len(whole) == len(loader)
+        for start in range(len(whole) + 1):
+            assert_same_batches(list(loader.iter_epoch(2, start_batch=start)), whole[start:])
+        with pytest.raises(ValueError, match=rf"start_batch must be between 0 and {len(whole)} \(batches per epoch"):
+            loader.iter_epoch(2, start_batch=len(whole) + 1)
+
+
+def test_the_tail_piece_is_collated_like_any_batch_and_worker_processes_change_nothing():
+    config = {"batch_size": 4, "shuffle": True}
+    in_process = sharded(config, 3, seed=2)
+    with_workers = sharded({**config, "num_workers": 2}, 3, seed=2)
+    for one, other in zip(in_process, with_workers):
+        assert_same_batches(list(other.iter_epoch(1)), list(one.iter_epoch(1)))
+    tail = list(in_process[2].iter_epoch(1))[-1]
+    assert len(tail["id"]) == 2 and tail["tokens"].dtype == torch.int64 and tail["label"].shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("lines", "batch_size", "tail_instances"),
+    [(20, 6, 2), (2, 4, 2), (1, 4, 1)],  # a short last batch; a dataset smaller than the world; a single instance
+)
+def test_a_tail_smaller_than_the_world_repeats_instances_and_says_so(
+    tmp_path, caplog, lines, batch_size, tail_instances
+):
+    data = tmp_path / "tiny.jsonl"
+    data.write_text(
+        "".join(line + "\n" for line in [line for line in open(SEQUENCES).read().splitlines() if line.strip()][:lines])
+    )
+    config = {"batch_size": batch_size}
+    ranks = sharded(config, 3, data_path=str(data))
+    with caplog.at_level(logging.WARNING, logger="regimen.data.data_loader"):
+        shares = [ids(loader.iter_epoch(0)) for loader in ranks]
+    pieces = [share[-1] for share in shares]
+    tail_ids = ALL_IDS[lines - tail_instances : lines]
+    assert pieces == [[tail_ids[rank % tail_instances]] for rank in range(3)]  # one each, repeated in order
+    assert len({len(share) for share in shares}) == 1
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 3  # once per rank and epoch
+    assert warnings[0] == (
+        f"{data}, epoch 0: the last 1 batch(es) hold {tail_instances} instance(s), fewer than the 3 workers; "
+        f"they are repeated in order until every worker has one, so this epoch sees {3 - tail_instances} "
+        "repeated instance(s), as torch's DistributedSampler pads"
+    )
+
+
+class EmptyBatchSampler(BatchSampler):
+    """A user's sampler that gives one empty batch."""
+
+    def get_batch_indices(self, instances, generator):
+        return [[]]
+
+    def get_num_batches(self, instances):
+        return 1
+
+
+def test_an_empty_tail_cannot_be_shared_out():
+    loader = DefaultDataLoader(JsonLinesReader(), SEQUENCES, batch_sampler=EmptyBatchSampler())
+    loader.shard(1, 2)
+    assert len(loader) == 1
+    with pytest.raises(ValueError, match=r"sequences\.jsonl: the last 1 batches of epoch 3 are empty, so there is "):
+        list(loader.iter_epoch(3))
 
 
 def test_two_worker_processes_give_the_same_batches_as_the_main_process():

@@ -39,7 +39,7 @@ def inputs(rank: int) -> torch.Tensor:
 
 
 def local_gradients(rank: int) -> list[torch.Tensor]:
-    """The gradients worker ``rank``'s batch gives the primary's initial weights, computed here in one process."""
+    """The gradients that worker ``rank``'s batch gives at the weights of ``linear(0)``, computed in one process."""
     model = linear(0)
     model(inputs(rank)).square().sum().backward()
     return [parameter.grad for parameter in model.parameters()]
@@ -50,8 +50,9 @@ def local_gradients(rank: int) -> list[torch.Tensor]:
 
 def collectives_worker(rank: int, port: int, directory: Path) -> None:
     # As torchrun would set them, in this worker's own environment.
-    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
+    os.environ.update(
+        WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     distributed = from_torchrun_environment()
     assert distributed is not None
     with distributed:
