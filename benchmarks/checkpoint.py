@@ -20,6 +20,7 @@ from benchmarks.common import (
     Options,
     fmt,
     fmt_stats,
+    last_line,
     markdown_table,
     peak_rss_mb,
     progress,
@@ -57,7 +58,7 @@ def run(options: Options) -> dict[str, Any]:
 
 def render_table(data: dict[str, Any]) -> str:
     if "error" in data:
-        return f"unavailable: {data['error']}"
+        return f"unavailable: {last_line(data['error'])}"
     rows = []
     for kind, target in (("save", SAVE_TARGET), ("load", LOAD_TARGET)):
         bare = data[f"bare_{kind}"]["median"]

@@ -155,6 +155,12 @@ def fmt_stats(stats: dict[str, Any], digits: int = 0, scale: float = 1.0) -> tup
     )  # type: ignore[return-value]
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line of an error report (a traceback's exception), for a table or a list item."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def verdict(value: float | None, target: float, higher_is_better: bool = False, unit: str = "") -> str:
     """'≤ 1.1 ✓' style: the target (with its unit) and whether ``value`` meets it."""
     sign = "≥" if higher_is_better else "≤"

@@ -25,6 +25,7 @@ from benchmarks.common import (
     Options,
     fmt,
     fmt_stats,
+    last_line,
     markdown_table,
     progress,
     ratio,
@@ -193,7 +194,7 @@ def render_table(data: dict[str, Any]) -> str:
     rows = []
     for key, entry in data["contenders"].items():
         if entry["error"] or not entry["instances_per_s"]["n"]:
-            rows.append([entry["label"], "unavailable", "", "", (entry["error"] or "").splitlines()[0][:90]])
+            rows.append([entry["label"], "unavailable", "", "", last_line(entry["error"] or "")[:100]])
             continue
         median, low, high = fmt_stats(entry["instances_per_s"])
         speedup_key, note = notes.get(key, (None, ""))

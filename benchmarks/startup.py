@@ -17,6 +17,7 @@ from benchmarks.common import (
     Options,
     fmt,
     fmt_stats,
+    last_line,
     markdown_table,
     progress,
     run_process,
@@ -106,7 +107,7 @@ def render_table(data: dict[str, Any]) -> str:
     rows = []
     for key, entry in data["commands"].items():
         if entry.get("error"):
-            rows.append([entry["label"], "unavailable", "", "", entry["error"].splitlines()[-1][:80]])
+            rows.append([entry["label"], "unavailable", "", "", last_line(entry["error"])[:100]])
             continue
         median, low, high = fmt_stats(entry["seconds"], 3)
         added = entry["added_s"]

@@ -26,6 +26,7 @@ from benchmarks.common import (
     Options,
     fmt,
     fmt_stats,
+    last_line,
     markdown_table,
     peak_rss_mb,
     progress,
@@ -146,6 +147,7 @@ def _summarise(
 
 # ---- rendering ---------------------------------------------------------------------------------------------------
 def render_workload(name: str, result: dict[str, Any]) -> str:
+    hand_median = result["contenders"].get("hand", {}).get("us_per_step", {}).get("median")
     rows = []
     for key, entry in result["contenders"].items():
         if entry.get("error") or not entry.get("us_per_step", {}).get("n"):
@@ -169,7 +171,7 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
                 median,
                 f"{low}-{high}",
                 fmt(entry["time_ratio"], 2, "x"),
-                fmt(entry.get("overhead_us"), 0),
+                fmt(entry["us_per_step"]["median"] - hand_median if hand_median is not None else None, 0),
                 time_target,
                 fmt(entry["peak_rss_mb"]["median"], 0),
                 fmt(entry["memory_ratio"], 2, "x"),
@@ -180,7 +182,7 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
         )
     headers = ["contender", "µs/step", "min-max", "x hand", "+µs/step", "target", "peak MiB", "x hand", "target"]
     headers += ["final loss", "="]
-    errors = [f"- {e['label']}: {e['error']}" for e in result["contenders"].values() if e.get("error")]
+    errors = [f"- {e['label']}: {last_line(e['error'])}" for e in result["contenders"].values() if e.get("error")]
     lines = [f"### {name}: {result['description']}", "", markdown_table(headers, rows)]
     if errors:
         lines += ["", *errors]

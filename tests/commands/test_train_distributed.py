@@ -1,0 +1,164 @@
+"""Distributed training through ``regimen train`` on CPU with two Gloo workers, as a user runs it: the same
+weights as one worker with twice the batch, uneven data, a failing worker, pre-emption and recovery, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FIXTURES, ROOT, run_cli
+
+CONFIG = str(FIXTURES / "experiments" / "blobs.jsonnet")
+TWO_WORKERS = {"distributed": {"cuda_devices": [-1, -1]}}
+VOLATILE = {"training_duration", "training_start_epoch", "training_epochs", "peak_worker_0_memory_MB"}
+
+
+def overrides(**changes) -> str:
+    return json.dumps(changes)
+
+
+def final_weights(directory: Path) -> dict[str, torch.Tensor]:
+    newest = max(directory.glob("model_state_e*_b0.th"), key=lambda path: int(path.name.split("_e")[1].split("_")[0]))
+    return torch.load(newest, weights_only=True)
+
+
+def test_two_workers_with_batch_b_match_one_worker_with_batch_2b(tmp_path):
+    # No shuffling and no dropout: both runs see the same 2b instances in each optimizer step.
+    common = {"data_loader": {"batch_size": 16}, "model.dropout": 0.0, "trainer.num_epochs": 2}
+    single = tmp_path / "single"
+    assert run_cli("train", CONFIG, "-s", str(single), "-o", overrides(**common)).returncode == 0
+    double = tmp_path / "double"
+    changes = {**common, "data_loader": {"batch_size": 8}, **TWO_WORKERS}
+    result = run_cli("train", CONFIG, "-s", str(double), "-o", overrides(**changes))
+    assert result.returncode == 0, result.stderr
+    one, two = final_weights(single), final_weights(double)
+    assert set(one) == set(two) and not any(key.startswith("module.") for key in two)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6)
+    # The reported metrics are those of the whole data, not of one worker's half.
+    single_metrics = json.loads((single / "metrics.json").read_text())
+    double_metrics = json.loads((double / "metrics.json").read_text())
+    for key in ("validation_accuracy", "test_accuracy", "validation_loss"):
+        assert double_metrics[key] == pytest.approx(single_metrics[key], abs=1e-6), key
+    # Counted while the weights change, training accuracy may differ by an instance whose logits tie within rounding.
+    assert double_metrics["training_accuracy"] == pytest.approx(single_metrics["training_accuracy"], abs=1 / 400)
+    assert {"out_worker0.log", "out_worker1.log"} <= {p.name for p in double.iterdir()}
+
+
+def test_uneven_data_does_not_hang_and_validation_counts_every_instance(tmp_path):
+    changes = {
+        "dataset_reader.max_instances": 390,  # 49 batches of 8: one worker gets half of the last batch
+        "validation_data_loader": {"batch_size": 10},  # 7 validation batches for 2 workers
+        "trainer.num_epochs": 2,
+        **TWO_WORKERS,
+    }
+    directory = tmp_path / "run"
+    result = run_cli("train", CONFIG, "-s", str(directory), "-o", overrides(**changes))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((directory / "metrics.json").read_text())
+    evaluated = run_cli(
+        "evaluate", str(directory / "model.tar.gz"), str(FIXTURES / "data" / "blobs" / "validation.csv")
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == metrics["best_validation_accuracy"]
+
+
+FAILING_PLUGIN = """
+import torch
+import torch.distributed
+
+from regimen.models import Model, MlpClassifier
+
+
+@Model.register("fails_on_worker_1")
+class FailsOnWorker1(MlpClassifier):
+    calls = 0
+
+    def forward(self, **batch):
+        FailsOnWorker1.calls += 1
+        if self.training and torch.distributed.get_rank() == 1 and FailsOnWorker1.calls == 20:
+            raise RuntimeError("boom on worker 1")
+        return super().forward(**batch)
+"""
+
+
+def test_a_worker_that_raises_fails_the_job_fast_naming_its_rank(tmp_path):
+    (tmp_path / "failing_plugin.py").write_text(FAILING_PLUGIN)
+    changes = {"model.type": "fails_on_worker_1", "trainer.num_epochs": 50, **TWO_WORKERS}
+    env = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    start = time.monotonic()
+    result = run_cli(
+        "train", CONFIG, "-s", str(tmp_path / "run"), "-o", overrides(**changes), "--include-package",
+        "failing_plugin", env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "worker 1 failed: RuntimeError: boom on worker 1" in result.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_a_config_mistake_found_by_the_workers_exits_2_and_leaves_the_directory_alone(tmp_path):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "keep.txt").write_text("mine")
+    changes = {"trainer.num_epochs": -1, **TWO_WORKERS}
+    result = run_cli("train", CONFIG, "-s", str(directory), "--force", "-o", overrides(**changes))
+    assert result.returncode == 2, result.stderr
+    assert "trainer.num_epochs: must be positive, got -1" in result.stderr
+    assert [p.name for p in directory.iterdir()] == ["keep.txt"]
+
+
+def test_a_single_worker_distributed_block_is_refused():
+    result = run_cli("train", CONFIG, "-s", "unused", "-o", overrides(distributed={"cuda_devices": [-1]}))
+    assert result.returncode == 2
+    assert "distributed.cuda_devices: [-1] on 1 node is a single worker" in result.stderr
+
+
+def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path):
+    changes = overrides(**{"trainer.num_epochs": 8, **TWO_WORKERS})
+    reference = tmp_path / "reference"
+    assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
+    directory = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", changes]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(directory.glob("model_state_e2_*.th")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)  # as Ctrl-C or SLURM do: every process of the job gets it
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 75, stderr
+    assert not (directory / "metrics.json").exists()
+    result = run_cli("train", CONFIG, "-s", str(directory), "-o", changes, "--recover")
+    assert result.returncode == 0, result.stderr
+    recovered = json.loads((directory / "metrics.json").read_text())
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert recovered["training_start_epoch"] >= 2
+    assert {k: v for k, v in recovered.items() if k not in VOLATILE} == {
+        k: v for k, v in expected.items() if k not in VOLATILE
+    }
+    final, reference_final = final_weights(directory), final_weights(reference)
+    assert all(torch.equal(final[name], reference_final[name]) for name in final)
+
+
+def test_a_two_worker_run_started_by_torchrun(tmp_path):
+    directory = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", '{"trainer.num_epochs": 2}',
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["training_epochs"] == 2 and metrics["test_accuracy"] >= 0.9
+    assert {"out_worker0.log", "out_worker1.log"} <= {p.name for p in directory.iterdir()}
