@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 
-.PHONY: install test lint format demo clean
+.PHONY: install test lint format demo bench bench-quick clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ test: lint
 demo: install
 	$(BIN)/regimen train training_config/digits.jsonnet -s runs/digits --force
 	$(BIN)/regimen print-results runs/digits
+
+# The benchmark suite (benchmarks/RESULTS.md): step overhead, start-up, checkpoints, scaling; with Lightning.
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]" "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -31,7 +31,7 @@ from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, E
 from regimen.trainers.checkpointer import Checkpointer, save_atomically
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.evaluation import move_to_device
-from regimen.trainers.loss_totals import LossTotals
+from regimen.trainers.loss_totals import LossTotals, RunningMetrics
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
@@ -47,6 +47,7 @@ from regimen.trainers.trainer import Trainer
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1  # of the training state in checkpoints; raise it when its layout changes
+_FINITE_CHECK_EVERY = 50  # optimizer steps between checks that the training loss is finite
 
 
 @Trainer.register("gradient_descent", constructor="from_partial_objects")
@@ -152,6 +153,7 @@ class GradientDescentTrainer(Trainer):
         self._best_model_state: dict[str, torch.Tensor] | None = None
         self._last_metrics: dict[str, Any] = {}
         self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
+        self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
 
     @classmethod
     def from_partial_objects(
@@ -222,6 +224,8 @@ class GradientDescentTrainer(Trainer):
                 if self._serialization_dir is not None and self._primary:
                     Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
                 start_batch = self._restore_checkpoint()
+                # Only the callbacks that do something after a batch are called after every batch.
+                self._batch_callbacks = [c for c in self._callbacks if type(c).on_batch is not TrainerCallback.on_batch]
                 self._call_callbacks("on_start", self, is_primary=self._primary)
                 if self._total_steps == 0:
                     self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
@@ -254,17 +258,19 @@ class GradientDescentTrainer(Trainer):
         totals = self._totals
         bar = self._progress.start(f"epoch {epoch}", len(self.data_loader))
         bar.update(start_batch, {})
-        self._batches_in_epoch = start_batch
+        self._batches_in_epoch = self._finite_until = start_batch
         step_in_epoch = start_batch // self._accumulation
         for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
             outputs, grad_norm = self._optimizer_step(group, epoch, step_in_epoch, totals)
             step_in_epoch += 1
             self._total_steps += 1
             self._batches_in_epoch += len(group)
-            train_metrics = totals.metrics("training_", self.model, reset=False)
+            if self._total_steps % _FINITE_CHECK_EVERY == 0:
+                self._check_finite(totals, epoch)
+            # Read (a device sync) only when the bar refreshes or a callback looks at them.
+            train_metrics = RunningMetrics(totals, "training_", self.model)
             bar.update(len(group), train_metrics)
-            self._call_callbacks(
-                "on_batch",
+            self._call_batch_callbacks(
                 self,
                 group,
                 outputs,
@@ -282,6 +288,7 @@ class GradientDescentTrainer(Trainer):
                 break
             self._save_after_step(epoch, self._batches_in_epoch)
         bar.close()
+        self._check_finite(totals, epoch)
         self._epochs_completed = epoch + 1
         self._batches_in_epoch = 0
         stop = False
@@ -291,6 +298,19 @@ class GradientDescentTrainer(Trainer):
         self._save_after_step(self._epochs_completed, 0)
         return stop
 
+    def _check_finite(self, totals: LossTotals, epoch: int) -> None:
+        """Raise if the loss summed since the last check is not finite (a NaN or inf stays in the sum).
+
+        Checked every few steps and before every checkpoint rather than per batch, so no step waits for the device;
+        the error says between which batches the loss went bad."""
+        first, self._finite_until = self._finite_until, self._batches_in_epoch
+        total = totals.sums.get("loss")
+        if total is not None and not math.isfinite(float(total)):
+            raise ValueError(
+                f"the training loss became {float(total)} at epoch {epoch}, batches {first} to "
+                f"{max(first, self._batches_in_epoch - 1)}; lower the learning rate or check the data"
+            )
+
     def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
         due = self._checkpointer is not None and self._checkpointer.is_due(batches_in_epoch)
@@ -298,6 +318,7 @@ class GradientDescentTrainer(Trainer):
         # due, and a signal to any worker stops them all.
         due, stop = self._dist.agree(primary_says=due, anyone_says=self._preemption.requested)
         if self._checkpointer is not None and (due or stop):
+            self._check_finite(self._totals, epochs_completed - (batches_in_epoch == 0))  # never save NaN weights
             self._save_checkpoint(epochs_completed, batches_in_epoch)
         if stop:
             raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
@@ -318,14 +339,8 @@ class GradientDescentTrainer(Trainer):
             # Workers average gradients once per step, in the last batch's backward pass.
             with self._dist.no_sync(self._forward) if index < len(group) - 1 else nullcontext():
                 output = self._run_batch(batch, for_training=True)
-                loss = output["loss"]
-                if not torch.isfinite(loss):
-                    raise ValueError(
-                        f"the training loss is {loss.item()} at epoch {epoch}, batch "
-                        f"{step_in_epoch * self._accumulation + index}; lower the learning rate or check the data"
-                    )
                 totals.add(output)
-                self._precision.backward(loss / len(group), self.optimizer)
+                self._precision.backward(output["loss"] / len(group), self.optimizer)
             outputs.append(output)
         self._precision.unscale(self.optimizer)
         grad_norm = self._clip_gradients()
@@ -341,7 +356,8 @@ class GradientDescentTrainer(Trainer):
 
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
         """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
-        batch = move_to_device(batch, self.device)
+        if self.device.type != "cpu":  # batches are made on the CPU
+            batch = move_to_device(batch, self.device)
         with self._precision.autocast():
             output = dict(self._forward(**batch))
         if "loss" not in output:
@@ -410,10 +426,10 @@ class GradientDescentTrainer(Trainer):
             for number, batch in enumerate(self._batches(loader, epoch), start=1):
                 output = self._run_batch(batch, for_training=False)
                 totals.add(output)
-                batch_metrics = totals.metrics("", self.model, reset=False)
+                batch_metrics = RunningMetrics(totals, "", self.model)
                 bar.update(1, batch_metrics)
-                self._call_callbacks(
-                    "on_batch", self, [batch], [output], batch_metrics, epoch, number, False, is_primary=self._primary
+                self._call_batch_callbacks(
+                    self, [batch], [output], batch_metrics, epoch, number, False, is_primary=self._primary
                 )
         bar.close()
         self.model.train()
@@ -532,6 +548,10 @@ class GradientDescentTrainer(Trainer):
             gathered.append(hooks)
         logger.info("callbacks: %s", ", ".join(type(c).__name__ for c in gathered) or "none")
         return gathered
+
+    def _call_batch_callbacks(self, *args: Any, **kwargs: Any) -> None:
+        for callback in self._batch_callbacks:
+            callback.on_batch(*args, **kwargs)
 
     def _call_callbacks(self, hook: str, *args: Any, **kwargs: Any) -> None:
         for callback in self._callbacks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -33,8 +34,11 @@ class LossTotals:
         for name, value in output.get("named_losses", {}).items():
             values[f"loss_{name}"] = value
         for name, value in values.items():
-            detached = value.detach().float()
-            self.sums[name] = self.sums[name] + detached if name in self.sums else detached
+            total = self.sums.get(name)
+            if total is None:
+                self.sums[name] = value.detach().float().clone()  # the one allocation; later batches add in place
+            else:
+                total.add_(value.detach())
 
     def reduced(self, distributed: Distributed) -> LossTotals:
         """The totals over every worker of a distributed run (a copy; this one is unchanged): one collective."""
@@ -58,3 +62,29 @@ class LossTotals:
         values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
         values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
         return values
+
+
+class RunningMetrics(Mapping[str, float]):
+    """The running metrics of a pass, read from the totals and the model on first access and then kept.
+
+    Reading them waits for the device, so the loop hands this to the progress bar and the callbacks, which read
+    it only when they show or log something. Read it in the callback: it holds the values of its first reading.
+    """
+
+    def __init__(self, totals: LossTotals, prefix: str, model: Model) -> None:
+        self._totals, self._prefix, self._model = totals, prefix, model
+        self._values: dict[str, float] | None = None
+
+    def _read(self) -> dict[str, float]:
+        if self._values is None:
+            self._values = self._totals.metrics(self._prefix, self._model, reset=False)
+        return self._values
+
+    def __getitem__(self, key: str) -> float:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())

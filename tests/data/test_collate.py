@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+import importlib
+import random
+
 import numpy
 import pytest
 import torch
@@ -102,3 +106,157 @@ def test_a_mask_may_not_overwrite_a_field():
 
 def test_an_empty_batch_is_an_empty_dict():
     assert collate([]) == {}
+
+
+# ---- the fast path agrees with the general path -------------------------------------------------------------------
+# collate_field takes a fast path for Python numbers and flat lists of Python numbers of one length; the general
+# path is the reference. Batches are generated from a seeded RNG, so a failure is reproducible from its seed.
+collate_module = importlib.import_module("regimen.data.collate")
+
+NUMBER_MAKERS = {
+    "int": lambda rng: rng.choice([0, 1, -1, 7, -300, 2**31, -(2**31) - 1, 2**53 + 1, 2**62, -(2**63)]),
+    "float": lambda rng: (
+        rng.choice(
+            [0.0, -0.0, 0.5, -2.75, 1e-40, 1e39, -1e39, 3.4e38, float("nan"), float("inf"), -float("inf"), 16777217.0]
+        )
+        if rng.random() < 0.5
+        else rng.uniform(-1e6, 1e6)
+    ),
+    "bool": lambda rng: rng.random() < 0.5,
+}
+KIND_MIXES = [
+    ("int",),
+    ("float",),
+    ("bool",),
+    ("int", "float"),
+    ("bool", "int"),
+    ("bool", "float"),
+    tuple(NUMBER_MAKERS),
+]
+
+
+def _numbers(rng: random.Random, kinds: tuple[str, ...], count: int) -> list:
+    # every kind of the mix appears at least once when there is room, so the mix really is a mix
+    chosen = list(kinds[:count]) + [rng.choice(kinds) for _ in range(count - len(kinds))]
+    rng.shuffle(chosen)
+    return [NUMBER_MAKERS[kind](rng) for kind in chosen]
+
+
+def _assert_same_field(got: tuple, expected: tuple) -> None:
+    for a, b in zip(got, expected):
+        assert type(a) is type(b)
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if a.dtype == torch.float32:  # bit for bit, so nan, -0.0 and inf compare too
+                a, b = a.view(torch.int32), b.view(torch.int32)
+            assert torch.equal(a, b)
+        else:
+            assert a == b
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_path_matches_the_general_path_for_numbers(seed):
+    rng = random.Random(seed)
+    for kinds in KIND_MIXES:
+        values = _numbers(rng, kinds, rng.randint(1, 6))
+        assert collate_module._plain_numbers(values) is not None  # the fast path really took it
+        _assert_same_field(collate_module.collate_field(values), collate_module._collate_field_general(values))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_path_matches_the_general_path_for_flat_lists(seed):
+    rng = random.Random(1000 + seed)
+    for kinds in KIND_MIXES:
+        batch_size, length = rng.randint(1, 6), rng.choice([0, 1, 2, 5, 17])
+        # the kinds are mixed across the whole batch, so a row may hold only one of them
+        flat = _numbers(rng, kinds, batch_size * length)
+        values = [flat[row * length : (row + 1) * length] for row in range(batch_size)]
+        if rng.random() < 0.3:
+            values = [tuple(value) for value in values]
+        assert collate_module._plain_numbers(values) is not None
+        _assert_same_field(collate_module.collate_field(values), collate_module._collate_field_general(values))
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([True, 2], torch.int64),  # bool is an int subclass: bool with int is int64, True -> 1
+        ([[True, False], [3, -4]], torch.int64),
+        ([True, 2.5], torch.float32),
+        ([[1, 2], [3, 4.0]], torch.float32),  # one float anywhere in the batch makes every row float
+        ([[False], [True]], torch.bool),
+        ([[], []], torch.float32),  # no numbers at all: the default floating dtype, shape (2, 0)
+    ],
+)
+def test_fast_path_dtype_of_mixes(values, dtype):
+    fast, general = collate_module.collate_field(values), collate_module._collate_field_general(values)
+    assert fast[0].dtype == dtype and fast[1] is None
+    _assert_same_field(fast, general)
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [[1, 2, 3], [4]],  # ragged
+        [[1, 2], []],
+        [[[1], [2]], [[3], [4]]],  # nested
+        [[1, 2], [3, [4]]],
+        [1, [2]],  # a number beside a list
+        ["a", "b"],
+        [1.0, None],
+        [[1.0, None], [2.0, 3.0]],
+        [["a"], ["b"]],
+        [numpy.float64(1.5), 2.5],  # numpy scalars: the general path decides
+        [[numpy.int32(1)], [2]],
+        [[torch.tensor(1.0)], [2.0]],  # 0-d tensors inside lists stay plain lists
+        [torch.tensor([1.0]), torch.tensor([2.0])],
+        [numpy.array([1, 2]), numpy.array([3, 4])],
+        [Colour.RED, 2],  # int subclasses
+        [1 + 2j, 3.0],
+        [{"k": 1}, {"k": 2}],
+    ],
+)
+def test_everything_else_goes_through_the_general_path_unchanged(values):
+    assert collate_module._plain_numbers(values) is None
+    _assert_same_field(collate_module.collate_field(values), collate_module._collate_field_general(values))
+
+
+def test_an_int_too_big_for_int64_fails_the_same_way_on_both_paths():
+    for values in ([2**63, 1], [[1, 2**63], [3, 4]]):
+        with pytest.raises(ValueError, match="Overflow") as fast:
+            collate_module.collate_field(values)
+        with pytest.raises(ValueError, match="Overflow") as general:
+            collate_module._collate_field_general(values)
+        assert str(fast.value) == str(general.value)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_whole_batches_match_the_general_path(seed, monkeypatch):
+    rng = random.Random(5000 + seed)
+    batch_size, length = rng.randint(1, 8), rng.randint(0, 12)
+    instances = [
+        {
+            "features": [rng.uniform(-5, 5) for _ in range(length)],
+            "label": rng.randrange(10),
+            "flags": [rng.random() < 0.5 for _ in range(3)],
+            "tokens": [rng.randrange(100) for _ in range(rng.randint(0, 4))],  # ragged: the general path
+            "id": f"row{rng.randrange(1000)}",
+        }
+        for _ in range(batch_size)
+    ]
+    fast = collate(instances)
+    monkeypatch.setattr(collate_module, "collate_field", collate_module._collate_field_general)
+    general = collate(instances)
+    assert list(fast) == list(general)
+    for name in general:
+        _assert_same_field((fast[name],), (general[name],))
+
+
+def test_a_csv_sized_batch_matches_the_general_path():
+    rng = random.Random(0)
+    features = [[rng.gauss(0, 1) for _ in range(256)] for _ in range(128)]
+    _assert_same_field(collate_module.collate_field(features), collate_module._collate_field_general(features))
