@@ -34,6 +34,8 @@ import torch.multiprocessing
 from torch.multiprocessing import ProcessContext, ProcessExitedException, ProcessRaisedException
 from torch.nn.parallel import DistributedDataParallel
 
+from regimen.registry import ConfigurationError
+
 Backend = Literal["gloo", "nccl"]
 
 # How long a collective waits for a worker that has not arrived before raising. A dead worker on this machine is
@@ -94,6 +96,17 @@ class Distributed:
         """The module to call for forward and backward. Keep using ``model`` itself for state dicts, so that
         checkpoints never get the ``module.`` prefix of a wrapper. ``model`` must already be on :attr:`device`."""
         return model
+
+    def shard(self, loader: Any) -> Any:
+        """``loader`` made to produce only this worker's share of each epoch (``loader`` itself with one worker)."""
+        if loader is None or self.world_size == 1:
+            return loader
+        if not callable(getattr(loader, "shard", None)):
+            raise ConfigurationError(
+                f"a distributed run needs data loaders that can be sharded; {type(loader).__name__} has no shard()"
+            )
+        loader.shard(self.rank, self.world_size)
+        return loader
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
         """A context in which backward passes through ``wrapped`` (from :meth:`wrap`) keep their gradients local:

@@ -41,7 +41,7 @@ from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
 from regimen.trainers.progress import Progress
-from regimen.trainers.random_state import rng_state, set_rng_state
+from regimen.trainers.random_state import rng_state, set_rng_state, worker_rng_state
 from regimen.trainers.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,8 @@ class GradientDescentTrainer(Trainer):
         # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
         self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
-        self.data_loader = _sharded(data_loader, self._dist)
-        self.validation_data_loader = _sharded(validation_data_loader, self._dist)
+        self.data_loader = self._dist.shard(data_loader)
+        self.validation_data_loader = self._dist.shard(validation_data_loader)
         self._metric_tracker = MetricTracker(validation_metric, patience)
         self._num_epochs = num_epochs
         self._num_steps = num_steps
@@ -175,7 +175,8 @@ class GradientDescentTrainer(Trainer):
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
         defaults = _init_defaults(cls)
-        data_loader = _sharded(data_loader, kwargs.get("distributed"))  # the schedules count this worker's steps
+        if kwargs.get("distributed") is not None:  # the schedules count this worker's steps
+            data_loader = kwargs["distributed"].shard(data_loader)
         _freeze(model, no_grad or [])
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
@@ -511,7 +512,7 @@ class GradientDescentTrainer(Trainer):
         best = Path(self._serialization_dir) / "best.th"
         if best.is_file():
             self._best_model_state = torch.load(best, map_location=self.device, weights_only=True)
-        set_rng_state(_own_rng_state(training_state["rng"], self._dist.rank))
+        set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
         logger.info(
             "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
         )
@@ -579,25 +580,6 @@ def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
             group = []
     if group:
         yield group
-
-
-def _sharded(loader: Any, distributed: Distributed | None) -> Any:
-    """The loader made to produce only this worker's share of each epoch (itself in a single-process run)."""
-    if loader is None or distributed is None or distributed.world_size == 1:
-        return loader
-    if not callable(getattr(loader, "shard", None)):
-        raise ConfigurationError(
-            f"a distributed run needs data loaders that can be sharded; {type(loader).__name__} has no shard()"
-        )
-    loader.shard(distributed.rank, distributed.world_size)
-    return loader
-
-
-def _own_rng_state(saved: Any, rank: int) -> dict[str, Any]:
-    """This worker's RNG state from a checkpoint: its own entry, or the primary's when the world size changed."""
-    if isinstance(saved, dict):  # a checkpoint from before per-worker states
-        return saved
-    return saved[rank] if rank < len(saved) else saved[0]
 
 
 def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:

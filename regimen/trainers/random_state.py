@@ -32,3 +32,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def worker_rng_state(saved: Any, rank: int) -> dict[str, Any]:
+    """Worker ``rank``'s state from a checkpoint's list of every worker's (the primary's when the checkpoint has
+    fewer workers than this run); a checkpoint from before per-worker states holds one dict."""
+    if isinstance(saved, dict):
+        return saved
+    return saved[rank] if rank < len(saved) else saved[0]
