@@ -565,7 +565,8 @@ class GradientDescentTrainer(Trainer):
             "training_start_epoch": first_epoch,
             "training_epochs": self._epochs_completed - first_epoch,
         }
-        metrics.update(peak_memory_mb())
+        for worker_memory in self._dist.gather_objects(peak_memory_mb(self._dist.rank)) or []:
+            metrics.update(worker_memory)  # every worker's peak, on the primary
         metrics.update({k: v for k, v in self._last_metrics.items() if k not in ("best_epoch",)})
         return _jsonable(metrics)
 

@@ -18,7 +18,13 @@ from tests.conftest import FIXTURES, ROOT, run_cli
 
 CONFIG = str(FIXTURES / "experiments" / "blobs.jsonnet")
 TWO_WORKERS = {"distributed": {"cuda_devices": [-1, -1]}}
-VOLATILE = {"training_duration", "training_start_epoch", "training_epochs", "peak_worker_0_memory_MB"}
+VOLATILE = {
+    "training_duration",
+    "training_start_epoch",
+    "training_epochs",
+    "peak_worker_0_memory_MB",
+    "peak_worker_1_memory_MB",
+}
 
 
 def overrides(**changes) -> str:
@@ -51,6 +57,7 @@ def test_two_workers_with_batch_b_match_one_worker_with_batch_2b(tmp_path):
     # Counted while the weights change, training accuracy may differ by an instance whose logits tie within rounding.
     assert double_metrics["training_accuracy"] == pytest.approx(single_metrics["training_accuracy"], abs=1 / 400)
     assert {"out_worker0.log", "out_worker1.log"} <= {p.name for p in double.iterdir()}
+    assert double_metrics["peak_worker_1_memory_MB"] > 0  # every worker's peak memory is reported
 
 
 def test_uneven_data_does_not_hang_and_validation_counts_every_instance(tmp_path):
