@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         markdown_path.write_text(render(json.loads(json_path.read_text())))
         print(f"wrote {markdown_path}")
         return 0
-    results: dict[str, Any] = json.loads(json_path.read_text()) if json_path.is_file() and args.only else {}
+    previous: dict[str, Any] = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    results: dict[str, Any] = previous if args.only else {}
     results.setdefault("suites", {})
+    for key in ("profile", "target_notes"):  # written by benchmarks.profile_steps and by hand; dated, kept
+        if key in previous:
+            results[key] = previous[key]
     results["machine"] = machine()
     started = time.monotonic()
     for name in args.only or SUITES:
@@ -85,6 +89,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         markdown_table(["machine", ""], rows, align="ll"),
         "",
+        render_targets(results),
     ]
     for name in SUITES:
         data = results["suites"].get(name)
@@ -95,7 +100,89 @@ def render(results: dict[str, Any]) -> str:
         kind = "quick (smoke) run" if data.get("quick") else "full run"
         load = ", ".join(map(str, data.get("load_average_at_end") or []))
         lines.append(f"_{kind}, {data.get('date')}, took {data.get('seconds')} s; load average at its end: {load}._\n")
+        if name == "step_overhead" and results.get("profile"):
+            from benchmarks.profile_steps import render as render_profile
+
+            lines.append(render_profile(results["profile"]))
     return "\n".join(lines)
+
+
+def _targets(results: dict[str, Any]) -> list[tuple[str, str, float | None, float, bool, str]]:
+    """(id, what, measured, target, higher is better, unit) for each target of the performance issue."""
+    suites = results["suites"]
+    rows: list[tuple[str, str, float | None, float, bool, str]] = []
+    workloads = suites.get("step_overhead", {}).get("workloads", {})
+    for name, target in (("tiny", 1.10), ("medium", 1.02)):
+        entry = workloads.get(name, {}).get("contenders", {}).get("regimen_defaults", {})
+        what = f"{name} workload, regimen defaults (progress bar + checkpoints) vs hand-written loop, time"
+        rows.append((f"step_{name}", what, entry.get("time_ratio"), target, False, "x"))
+    memory = [
+        entry.get("memory_ratio")
+        for result in workloads.values()
+        for key, entry in result.get("contenders", {}).items()
+        if key.startswith("regimen") and entry.get("memory_ratio") is not None
+    ]
+    what = "peak memory of a regimen run vs hand-written loop (worst regimen row, both workloads)"
+    rows.append(("memory", what, max(memory) if memory else None, 1.10, False, "x"))
+    commands = suites.get("startup", {}).get("commands", {})
+    what = "`import regimen` added to `import torch` + AdamW (fair comparison)"
+    rows.append(("import", what, commands.get("regimen_optimizer", {}).get("added_s"), 0.15, False, " s"))
+    what = "`import regimen` added to a bare `import torch`"
+    rows.append(("import_plain", what, commands.get("torch_regimen", {}).get("added_s"), 0.15, False, " s"))
+    rows.append(
+        (
+            "help",
+            "`regimen --help` wall time",
+            commands.get("help", {}).get("seconds", {}).get("median"),
+            0.5,
+            False,
+            " s",
+        )
+    )
+    checkpoint = suites.get("checkpoint", {})
+    rows.append(("save", "checkpoint save vs bare torch.save", checkpoint.get("save_ratio"), 1.2, False, "x"))
+    rows.append(("load", "checkpoint load vs bare torch.load", checkpoint.get("load_ratio"), 1.2, False, "x"))
+    what = "two regimen CPU workers vs the hand-written DDP loop, throughput (also issue 6)"
+    rows.append(("scaling", what, suites.get("scaling", {}).get("regimen_2_vs_hand_2"), 0.95, True, "x"))
+    return rows
+
+
+def render_targets(results: dict[str, Any]) -> str:
+    """The issue's targets in one table: measured value, ✓/✗, by how much a missed one is missed, and why."""
+    notes = results.get("target_notes", {})
+    rows = []
+    for key, what, value, target, higher, unit in _targets(results):
+        sign = "≥" if higher else "≤"
+        if value is None:
+            rows.append([what, f"{sign} {target:g}{unit}", "not measured", "", "", notes.get(key, "")])
+            continue
+        met = value >= target if higher else value <= target
+        digits = 3 if unit == " s" else 2
+        miss = "" if met else f"{abs(value - target):.{digits}f}{unit} ({abs(value / target - 1) * 100:.0f} %)"
+        if not met and unit == " s" and target == 0:
+            miss = f"{abs(value - target):.{digits}f}{unit}"
+        rows.append(
+            [
+                what,
+                f"{sign} {target:g}{unit}",
+                f"{value:.{digits}f}{unit}",
+                "✓" if met else "✗",
+                miss,
+                notes.get(key, ""),
+            ]
+        )
+    return "\n".join(
+        [
+            "## Targets",
+            "",
+            "The performance issue's targets (and the scaling benchmark of the distributed issue), from the tables "
+            "below; 'missed by' is the distance to the target, absolute and relative to it; the reasons come from "
+            "the profile below and are written into `results.json` (`target_notes`) by hand.",
+            "",
+            markdown_table(["what", "target", "measured", "", "missed by", "why / note"], rows, align="llrlrl"),
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":
