@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         data["seconds"] = round(time.monotonic() - suite_start, 1)
         data["load_average_at_end"] = load_average()
         data["date"] = results["machine"]["date"]
+        data["git_commit"] = results["machine"]["git_commit"]
         results["suites"][name] = data
         json_path.write_text(json.dumps(results, indent=2) + "\n")  # after each suite, so a crash keeps the rest
         markdown_path.write_text(render(results))
@@ -99,7 +100,10 @@ def render(results: dict[str, Any]) -> str:
         lines.append(module.render(data))
         kind = "quick (smoke) run" if data.get("quick") else "full run"
         load = ", ".join(map(str, data.get("load_average_at_end") or []))
-        lines.append(f"_{kind}, {data.get('date')}, took {data.get('seconds')} s; load average at its end: {load}._\n")
+        commit = f" at git {data['git_commit']}" if data.get("git_commit") else ""
+        lines.append(
+            f"_{kind}{commit}, {data.get('date')}, took {data.get('seconds')} s; load average at its end: {load}._\n"
+        )
         if name == "step_overhead" and results.get("profile"):
             from benchmarks.profile_steps import render as render_profile
 

@@ -173,7 +173,8 @@ def render(data: dict[str, Any]) -> str:
             "",
             "The training work, done by the hand-written loop too: the same torch calls, timed in both profiles "
             "(µs per step; a difference here is not regimen's Python code but the same work running slower or "
-            "faster, e.g. because of the machine's other load):",
+            "faster, e.g. because of the machine's other load; regimen's forward pass includes the loss, which the "
+            "model computes in `forward`, while the hand-written loop calls `cross_entropy` after it):",
             "",
             markdown_table(["work", "regimen µs/step", "hand-written µs/step", "difference"], work),
             "",
