@@ -15,11 +15,10 @@ from typing import Any
 
 import torch
 
+from regimen.models.archival import CONFIG_NAME, META_NAME
 from regimen.registry import ConfigurationError, Params
 from regimen.registry.params import write_json_atomically
 
-CONFIG_NAME = "config.json"
-META_NAME = "meta.json"
 LOG_NAME = "out.log"
 METRICS_NAME = "metrics.json"
 # Raising these continues a finished run on --recover; every other change is refused.

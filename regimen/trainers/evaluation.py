@@ -34,10 +34,7 @@ def evaluate(
     try:
         with torch.inference_mode():
             for batch in batches:
-                output = dict(model(**move_to_device(batch, device)))
-                if isinstance(output.get("loss"), dict):
-                    output["named_losses"] = output["loss"]
-                    output["loss"] = sum(output["loss"].values())
+                output = sum_named_losses(dict(model(**move_to_device(batch, device))))
                 totals.add(output)
                 if file is not None:
                     for instance in _per_instance(output, _batch_size(batch)):
@@ -46,6 +43,14 @@ def evaluate(
         if file is not None:
             file.close()
     return totals.metrics("", model, reset=True)
+
+
+def sum_named_losses(output: dict[str, Any]) -> dict[str, Any]:
+    """A model's output with a dict of named losses summed into ``loss`` and kept as ``named_losses``."""
+    if isinstance(output.get("loss"), dict):
+        output["named_losses"] = output["loss"]
+        output["loss"] = sum(output["loss"].values())
+    return output
 
 
 def _batch_size(batch: dict[str, Any]) -> int | None:

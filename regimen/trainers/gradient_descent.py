@@ -30,7 +30,7 @@ from regimen.trainers.callbacks import (
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
 from regimen.trainers.checkpointer import Checkpointer, save_atomically
 from regimen.trainers.distributed import Distributed
-from regimen.trainers.evaluation import move_to_device
+from regimen.trainers.evaluation import move_to_device, sum_named_losses
 from regimen.trainers.loss_totals import LossTotals, RunningMetrics
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
@@ -360,14 +360,11 @@ class GradientDescentTrainer(Trainer):
         if self.device.type != "cpu":  # batches are made on the CPU
             batch = move_to_device(batch, self.device)
         with self._precision.autocast():
-            output = dict(self._forward(**batch))
+            output = sum_named_losses(dict(self._forward(**batch)))
         if "loss" not in output:
             if for_training:
                 raise ValueError("the model returned no 'loss' for a training batch: does the batch hold labels?")
             return output
-        if isinstance(output["loss"], dict):
-            output["named_losses"] = output["loss"]
-            output["loss"] = sum(output["loss"].values())
         if for_training:
             penalty = self.model.get_regularization_penalty()
             if penalty is not None:
