@@ -10,7 +10,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,6 +123,7 @@ class GradientDescentTrainer(Trainer):
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
+        self._moves_batches = self.device.type != "cpu"
         # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
         self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
@@ -262,7 +263,7 @@ class GradientDescentTrainer(Trainer):
         self._batches_in_epoch = self._finite_until = start_batch
         step_in_epoch = start_batch // self._accumulation
         for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
-            outputs, grad_norm = self._optimizer_step(group, epoch, step_in_epoch, totals)
+            outputs, grad_norm = self._optimizer_step(group, totals)
             step_in_epoch += 1
             self._total_steps += 1
             self._batches_in_epoch += len(group)
@@ -271,17 +272,18 @@ class GradientDescentTrainer(Trainer):
             # Read (a device sync) only when the bar refreshes or a callback looks at them.
             train_metrics = RunningMetrics(totals, "training_", self.model)
             bar.update(len(group), train_metrics)
-            self._call_batch_callbacks(
-                self,
-                group,
-                outputs,
-                train_metrics,
-                epoch,
-                step_in_epoch,
-                True,
-                is_primary=self._primary,
-                batch_grad_norm=grad_norm,
-            )
+            if self._batch_callbacks:
+                self._call_batch_callbacks(
+                    self,
+                    list(group),
+                    outputs,
+                    train_metrics,
+                    epoch,
+                    step_in_epoch,
+                    True,
+                    is_primary=self._primary,
+                    batch_grad_norm=grad_norm,
+                )
             if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
                 if self._validation_point(epoch, totals, f"step_{self._total_steps}"):
                     return True
@@ -332,17 +334,14 @@ class GradientDescentTrainer(Trainer):
         self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
-        self, group: list[dict[str, Any]], epoch: int, step_in_epoch: int, totals: LossTotals
+        self, group: tuple[dict[str, Any], ...], totals: LossTotals
     ) -> tuple[list[dict[str, Any]], float | None]:
         """Backward over each batch of the group, then unscale, clip, schedule, step, average (in that order)."""
         outputs = []
-        for index, batch in enumerate(group):
-            # Workers average gradients once per step, in the last batch's backward pass.
-            with self._dist.no_sync(self._forward) if index < len(group) - 1 else nullcontext():
-                output = self._run_batch(batch, for_training=True)
-                totals.add(output)
-                self._precision.backward(output["loss"] / len(group), self.optimizer)
-            outputs.append(output)
+        for batch in group[:-1]:
+            with self._dist.no_sync(self._forward):  # workers average gradients once, in the last batch's backward
+                outputs.append(self._forward_backward(batch, totals, len(group)))
+        outputs.append(self._forward_backward(group[-1], totals, len(group)))
         self._precision.unscale(self.optimizer)
         grad_norm = self._clip_gradients()
         if self._learning_rate_scheduler is not None:
@@ -355,9 +354,17 @@ class GradientDescentTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         return outputs, grad_norm
 
+    def _forward_backward(self, batch: dict[str, Any], totals: LossTotals, group_size: int) -> dict[str, Any]:
+        """One training batch: forward, add its losses to the totals, backward its share of the step's loss."""
+        output = self._run_batch(batch, for_training=True)
+        totals.add(output)
+        loss = output["loss"]
+        self._precision.backward(loss / group_size if group_size > 1 else loss, self.optimizer)
+        return output
+
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
         """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
-        if self.device.type != "cpu":  # batches are made on the CPU
+        if self._moves_batches:  # batches are made on the CPU
             batch = move_to_device(batch, self.device)
         with self._precision.autocast():
             output = sum_named_losses(dict(self._forward(**batch)))
@@ -568,16 +575,12 @@ class GradientDescentTrainer(Trainer):
         return _jsonable(metrics)
 
 
-def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict[str, Any], ...]]:
     """Consecutive groups of ``size`` batches; the last group may be shorter."""
-    group: list[dict[str, Any]] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
+    if size == 1:
+        return zip(batches)  # one-batch tuples, made without a Python frame per batch
+    iterator = iter(batches)
+    return iter(lambda: tuple(itertools.islice(iterator, size)), ())
 
 
 def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:

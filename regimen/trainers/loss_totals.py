@@ -26,19 +26,21 @@ class LossTotals:
 
     def add(self, output: dict[str, Any]) -> None:
         self.batches += 1
-        if "loss" not in output:
+        loss = output.get("loss")
+        if loss is None:
             return
-        values = {"loss": output["loss"]}
+        self._add("loss", loss)
         if "reg_loss" in output:
-            values["reg_loss"] = output["reg_loss"]
+            self._add("reg_loss", output["reg_loss"])
         for name, value in output.get("named_losses", {}).items():
-            values[f"loss_{name}"] = value
-        for name, value in values.items():
-            total = self.sums.get(name)
-            if total is None:
-                self.sums[name] = value.detach().float().clone()  # the one allocation; later batches add in place
-            else:
-                total.add_(value.detach())
+            self._add(f"loss_{name}", value)
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        total = self.sums.get(name)
+        if total is None:
+            self.sums[name] = value.detach().float().clone()  # the one allocation; later batches add in place
+        else:
+            total.add_(value.detach())
 
     def reduced(self, distributed: Distributed) -> LossTotals:
         """The totals over every worker of a distributed run (a copy; this one is unchanged): one collective."""

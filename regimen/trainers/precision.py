@@ -10,6 +10,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+_FULL_PRECISION = nullcontext()  # reusable: entering it does nothing
+
 
 class Precision:
     """Full precision, or mixed precision through ``torch.autocast`` with a ``GradScaler`` where float16 needs one.
@@ -27,7 +29,7 @@ class Precision:
         """Called once with the built model and optimizer (apex rewrites them here)."""
 
     def autocast(self) -> AbstractContextManager[Any]:
-        return torch.autocast(self.device.type, self.dtype) if self.dtype is not None else nullcontext()
+        return torch.autocast(self.device.type, self.dtype) if self.dtype is not None else _FULL_PRECISION
 
     def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

@@ -18,7 +18,7 @@ class ConfidenceCheckError(RuntimeError):
 
 @TrainerCallback.register("confidence_checks")
 class ConfidenceChecksCallback(TrainerCallback):
-    """Watches the first training batch and fails fast when a layer with a bias feeds straight into batch
+    """Watches the first forward pass and fails fast when a layer with a bias feeds straight into batch
     normalization (the normalization subtracts the mean, so the bias only wastes parameters and memory).
 
     Registered as a `TrainerCallback` with name "confidence_checks". The trainer adds it while
@@ -34,6 +34,8 @@ class ConfidenceChecksCallback(TrainerCallback):
         for name, module in trainer.model.named_modules():
             if not any(module.children()):
                 self._handles.append(module.register_forward_hook(self._recorder(name)))
+        # Checked when the first forward pass finishes, so later batches pay nothing.
+        self._handles.append(trainer.model.register_forward_hook(self._check))
 
     def _recorder(self, name: str) -> Any:
         def record(module: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -41,9 +43,7 @@ class ConfidenceChecksCallback(TrainerCallback):
 
         return record
 
-    def on_batch(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
-        if not self._handles:
-            return
+    def _check(self, *args: Any) -> None:
         self._remove_hooks()
         problems = [
             f"{first} ({type(a).__name__} with a bias) feeds {second} ({type(b).__name__})"
