@@ -38,7 +38,8 @@ TITLE = "Checkpoint cost"
 SAVE_TARGET = LOAD_TARGET = 1.2  # ≤ 1.2x a bare torch.save / torch.load of the same state
 FULL_SIZE = {"width": 3200, "depth": 10, "batch_size": 16}  # 10 x (3200² + 3200) ≈ 102.4 M parameters
 QUICK_SIZE = {"width": 1600, "depth": 10, "batch_size": 16}  # ≈ 25.6 M parameters
-BLOCKED_STEPS_FULL, BLOCKED_STEPS_QUICK = 9, 5  # steps of the blocked-by-a-save run (a save after every 2nd)
+BLOCKED_STEPS_FULL, BLOCKED_STEPS_QUICK = 13, 7  # steps of the blocked-by-a-save runs
+BLOCKED_EVERY = 3  # a save after every 3rd step: the background write has two steps to finish in
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -62,9 +63,15 @@ def render_table(data: dict[str, Any]) -> str:
     rows = []
     for kind, target in (("save", SAVE_TARGET), ("load", LOAD_TARGET)):
         bare = data[f"bare_{kind}"]["median"]
-        contenders = [("regimen", f"regimen Checkpointer.{kind}_checkpoint"), ("bare", f"bare torch.{kind}")]
         if kind == "save":
-            contenders.append(("bare_fsync", "bare torch.save + fsync (reference)"))
+            contenders = [
+                ("regimen", "regimen Checkpointer.save_checkpoint until on disk (default: written in the background)"),
+                ("regimen_sync", "regimen Checkpointer.save_checkpoint, write_in_background: false"),
+                ("bare", "bare torch.save"),
+                ("bare_fsync", "bare torch.save + fsync (reference)"),
+            ]
+        else:
+            contenders = [("regimen", "regimen Checkpointer.load_checkpoint"), ("bare", "bare torch.load")]
         for key, label in contenders:
             stats = data[f"{key}_{kind}"]
             median, low, high = fmt_stats(stats, 3)
@@ -72,21 +79,23 @@ def render_table(data: dict[str, Any]) -> str:
             rows.append(
                 [label, median, f"{low}-{high}", fmt(value, 2, "x"), verdict(value, target) if key == "regimen" else ""]
             )
-    blocked = data["blocked"]
-    if "error" in blocked:
-        rows.append(["time a step is blocked by a save", "unavailable", "", "", blocked["error"][:80]])
-        return markdown_table(["operation", "median s", "min-max s", "x bare", "target"], rows)
-    rows.append(["training step without a save", fmt(blocked["step_without_save"]["median"], 3), "", "", ""])
-    rows.append(["training step with a save", fmt(blocked["step_with_save"]["median"], 3), "", "", ""])
-    rows.append(
-        [
-            "time a step is blocked by a save",
-            fmt(blocked["blocked_s"], 3),
-            "",
-            fmt(ratio(blocked["blocked_s"], data["bare_save"]["median"]), 2, "x bare save"),
-            "",
-        ]
-    )
+    for mode, blocked in data["blocked"].items():
+        label = "written in the background (default)" if mode == "background" else "write_in_background: false"
+        if "error" in blocked:
+            rows.append([f"time a step is blocked by a save, {label}", "unavailable", "", "", blocked["error"][:80]])
+            continue
+        without, with_save = blocked["step_without_save"]["median"], blocked["step_with_save"]["median"]
+        rows.append([f"training step without a save, {label}", fmt(without, 3), "", "", ""])
+        rows.append([f"training step with a save, {label}", fmt(with_save, 3), "", "", ""])
+        rows.append(
+            [
+                f"time a step is blocked by a save, {label}",
+                fmt(blocked["blocked_s"], 3),
+                "",
+                fmt(ratio(blocked["blocked_s"], data["bare_save"]["median"]), 2, "x bare save"),
+                "",
+            ]
+        )
     return markdown_table(["operation", "median s", "min-max s", "x bare", "target"], rows)
 
 
@@ -97,8 +106,9 @@ def render(data: dict[str, Any]) -> str:
             f"{data['parameters'] / 1e6:.1f} M parameters (float32) with Adam's state after one step: "
             f"model file {data['model_file_mb']:.0f} MB, training-state file {data['training_file_mb']:.0f} MB. "
             f"Median, min and max of {data['repeats']} alternating repeats in one fresh process; dirty pages "
-            "flushed before each; loads from a warm page cache. The blocked time is the median step with a "
-            "checkpoint save (regimen trainer, `save_every_num_batches: 2`) minus the median step without; "
+            "flushed before each; loads from a warm page cache. A background save is timed until its files are on "
+            "disk (`wait()`). The blocked time is the median step with a checkpoint save (regimen trainer, "
+            f"`save_every_num_batches: {BLOCKED_EVERY}`) minus the median step without; "
             f"worker peak memory {data['peak_rss_mb']:.0f} MiB.",
             "",
         ]
@@ -189,15 +199,24 @@ def worker(repeats: int, quick: bool) -> dict[str, Any]:
     saver = trainer(batches[:1])
     saver.train()  # one step, so the optimizer has its state
     model_state = model.state_dict()
-    samples: dict[str, list[float]] = {k: [] for k in ("regimen_save", "bare_save", "bare_fsync_save")}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("regimen_save", "regimen_sync_save", "bare_save", "bare_fsync_save")
+    }
     samples.update(regimen_load=[], bare_load=[])
     with scratch_dir("checkpoint-") as directory:
         checkpointer = Checkpointer(str(directory / "regimen"))
+        in_place = Checkpointer(str(directory / "regimen_sync"), write_in_background=False)
+
+        def save_and_wait(number: int) -> None:
+            checkpointer.save_checkpoint(saver, number, 0)
+            checkpointer.wait()
+
         bare_paths: tuple[Path, Path] = (directory / "none", directory / "none")
         for number in range(repeats + 1):  # round 0 warms up (first writes, allocations)
             if number == 1:
                 samples = {key: [] for key in samples}
-            samples["regimen_save"].append(_timed(lambda n=number: checkpointer.save_checkpoint(saver, n, 0)))
+            samples["regimen_save"].append(_timed(lambda n=number: save_and_wait(n)))
+            samples["regimen_sync_save"].append(_timed(lambda n=number: in_place.save_checkpoint(saver, n, 0)))
             # A bare loop writes new files per checkpoint too (model_3.th, ...); the old ones go, untimed.
             for fsync in (False, True):
                 old_paths = bare_paths
@@ -217,20 +236,26 @@ def worker(repeats: int, quick: bool) -> dict[str, Any]:
             "training_file_mb": os.path.getsize(training_file) / 1e6,
         }
         steps = BLOCKED_STEPS_QUICK if quick else BLOCKED_STEPS_FULL
-        clock = StepClock()
-        blocked_dir = directory / "blocked"
-        try:
-            trainer(
-                [batches[i % 2] for i in range(steps)],
-                serialization_dir=str(blocked_dir),
-                checkpointer=Checkpointer(
-                    str(blocked_dir), save_completed_epochs=False, save_every_num_batches=2, keep_most_recent_by_count=1
-                ),
-                callbacks=[clock],
-            ).train()
-            blocked = _blocked(clock.times)
-        except Exception as error:  # a trainer being rewritten must not cost the save/load numbers above
-            blocked = {"error": f"{type(error).__name__}: {error}"}
+        blocked: dict[str, Any] = {}
+        for mode in ("background", "sync"):
+            clock = StepClock()
+            blocked_dir = directory / f"blocked-{mode}"
+            try:
+                trainer(
+                    [batches[i % 2] for i in range(steps)],
+                    serialization_dir=str(blocked_dir),
+                    checkpointer=Checkpointer(
+                        str(blocked_dir),
+                        save_completed_epochs=False,
+                        save_every_num_batches=BLOCKED_EVERY,
+                        keep_most_recent_by_count=1,
+                        write_in_background=mode == "background",
+                    ),
+                    callbacks=[clock],
+                ).train()
+                blocked[mode] = _blocked(clock.times)
+            except Exception as error:  # a trainer being rewritten must not cost the save/load numbers above
+                blocked[mode] = {"error": f"{type(error).__name__}: {error}"}
     return {
         "parameters": sum(p.numel() for p in model_state.values()),
         **sizes,
@@ -244,8 +269,8 @@ def _blocked(times: list[float]) -> dict[str, Any]:
     """Median step with a save minus median step without, from the end time of every step."""
     # Step s (s = 2, 3, ...) lasts from the end of step s-1 to its own end; a save after step s-1 falls into it.
     durations = {s: times[s - 1] - times[s - 2] for s in range(2, len(times) + 1)}
-    with_save = summary([d for s, d in durations.items() if (s - 1) % 2 == 0])
-    without_save = summary([d for s, d in durations.items() if (s - 1) % 2 != 0])
+    with_save = summary([d for s, d in durations.items() if (s - 1) % BLOCKED_EVERY == 0])
+    without_save = summary([d for s, d in durations.items() if (s - 1) % BLOCKED_EVERY != 0])
     return {
         "step_with_save": with_save,
         "step_without_save": without_save,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from regimen.registry import ConfigurationError, Registrable
+from regimen.trainers.background import BackgroundWriter, snapshot
 
 if TYPE_CHECKING:
     from regimen.trainers.trainer import Trainer
@@ -138,6 +139,12 @@ class Checkpointer(Registrable):
             deletes older ones beyond keep_most_recent_by_count.
         model_save_interval: float | null = null
             AllenNLP 1.x's name for save_every_num_seconds (deprecated; logs a warning).
+        write_in_background: bool = true
+            Copy the state to CPU memory and write it on a background thread while training goes on (one
+            write at a time: a save waits for the one before it, and training waits for the last one before
+            it ends or stops on a signal). A step is then held up only by the copy; the cost is one more copy
+            of the model and optimizer state in CPU memory while it is written. False writes before training
+            goes on, with no copy. The files and their crash safety are the same either way.
     Giving an AllenNLP 1.x key together with its replacement is an error.
 
     Given by the trainer, not written in the config: ``serialization_dir`` (the directory of the run).
@@ -156,6 +163,7 @@ class Checkpointer(Registrable):
         num_serialized_models_to_keep: int | None = None,
         keep_serialized_model_every_num_seconds: int | None = None,
         model_save_interval: float | None = None,
+        write_in_background: bool = True,
     ) -> None:
         errors: list[ConfigurationError] = []
         # [key as written, value] for each setting, so an invalid value is reported under the key the user wrote.
@@ -209,6 +217,7 @@ class Checkpointer(Registrable):
         self._last_save_time: float | None = None
         # Checkpoints that failed to load in this process: deleted at the next save (unless it rewrites them).
         self._unloadable: set[_Position] = set()
+        self._writer = BackgroundWriter(write_in_background)
 
     # ---- saving ------------------------------------------------------------------------------------------------
     def is_due(self, num_batches_in_epoch_completed: int) -> bool:
@@ -239,20 +248,42 @@ class Checkpointer(Registrable):
     def save_checkpoint(self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int) -> None:
         """Write the trainer's checkpoint as ``(E, B) = (num_epochs_completed, num_batches_in_epoch_completed)``.
 
-        Temporary files left by an interrupted save are deleted first. Both states are written to fsynced
-        temporary files while ``trainer.get_checkpoint_state()`` is open, then renamed into place, training state
-        first. Only then are incomplete checkpoints and those no retention rule keeps deleted.
+        With ``write_in_background``, the states are copied while ``trainer.get_checkpoint_state()`` is open and
+        written on the writer thread; call `wait` to know they are on disk. Otherwise they are written before
+        this returns.
         """
         position = (num_epochs_completed, num_batches_in_epoch_completed)
+        Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
+        with trainer.get_checkpoint_state() as (model_state, training_state):
+            states = (model_state, training_state)
+            if self._writer.enabled:
+                states = snapshot(states)
+            self._writer.submit(lambda: self._write(position, *states), f"checkpoint e{position[0]}_b{position[1]}")
+        self._last_save_time = time.monotonic()
+
+    def save_best_model(self, model_state: dict[str, Any]) -> None:
+        """Write ``model_state`` as ``best.th`` like a checkpoint (in the background, with ``write_in_background``).
+
+        The caller must not change ``model_state`` afterwards: it is written as it is, not copied.
+        """
+        path = Path(self._serialization_dir) / "best.th"
+        self._writer.submit(lambda: save_atomically(model_state, path), str(path))
+
+    def wait(self) -> None:
+        """Return once the files being written in the background are on disk; raise if writing them failed."""
+        self._writer.wait()
+
+    def _write(self, position: _Position, model_state: dict[str, Any], training_state: dict[str, Any]) -> None:
+        """Temporary files left by an interrupted save are deleted first. Both states are written to fsynced
+        temporary files, then renamed into place, training state first. Only then are incomplete checkpoints and
+        those no retention rule keeps deleted."""
         directory = Path(self._serialization_dir)
-        directory.mkdir(parents=True, exist_ok=True)
         self._remove_temporaries(directory)
         model_path, training_path = self._paths(position)
         written: list[Path] = []
         try:
-            with trainer.get_checkpoint_state() as (model_state, training_state):
-                written.append(_write_temporary(training_state, training_path))
-                written.append(_write_temporary(model_state, model_path))
+            written.append(_write_temporary(training_state, training_path))
+            written.append(_write_temporary(model_state, model_path))
             # Training state first: once the model file is in place, the pair is complete.
             _commit(written[0], training_path)
             _commit(written[1], model_path)
@@ -261,7 +292,6 @@ class Checkpointer(Registrable):
                 temporary.unlink(missing_ok=True)
             raise
         logger.debug("saved checkpoint %s", model_path)
-        self._last_save_time = time.monotonic()
         self._unloadable.discard(position)
         self._prune(position)
 

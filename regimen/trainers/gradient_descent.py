@@ -238,12 +238,23 @@ class GradientDescentTrainer(Trainer):
                     start_batch = 0
             metrics = self._final_metrics(first_epoch, time.monotonic() - start)
             self._restore_best_weights()
+            if self._checkpointer is not None:
+                self._checkpointer.wait()  # the run's files are on disk when it returns
             return metrics
         finally:
             self._progress.close()
+            self._wait_for_writes_quietly()
             self._call_callbacks(
                 "on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary
             )
+
+    def _wait_for_writes_quietly(self) -> None:
+        """After an error: let a checkpoint being written finish, and only log it if writing it failed too."""
+        if self._checkpointer is not None:
+            try:
+                self._checkpointer.wait()
+            except Exception as error:
+                logger.error("%s", error)
 
     def _finished(self) -> bool:
         if self._metric_tracker.should_stop_early():
@@ -322,15 +333,18 @@ class GradientDescentTrainer(Trainer):
         due, stop = self._dist.agree(primary_says=due, anyone_says=self._preemption.requested)
         if self._checkpointer is not None and (due or stop):
             self._check_finite(self._totals, epochs_completed - (batches_in_epoch == 0))  # never save NaN weights
-            self._save_checkpoint(epochs_completed, batches_in_epoch)
+            self._save_checkpoint(epochs_completed, batches_in_epoch, stopping=stop)
         if stop:
             raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
 
-    def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int) -> None:
-        """Every worker's RNG state goes into the checkpoint, which the primary writes while the others wait."""
+    def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
+        """Every worker's RNG state goes into the checkpoint, which the primary writes (in the background unless
+        ``stopping``) while the others wait."""
         self._rng_states = self._dist.gather_objects(rng_state())
         if self._primary:
             self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
+            if stopping:
+                self._checkpointer.wait()
         self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
@@ -402,7 +416,9 @@ class GradientDescentTrainer(Trainer):
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             self._best_model_state = self._averaged_model_state()
-            if self._serialization_dir is not None and self._primary:
+            if self._checkpointer is not None and self._primary:
+                self._checkpointer.save_best_model(self._best_model_state)  # replaced, never changed in place
+            elif self._serialization_dir is not None and self._primary:
                 save_atomically(self._best_model_state, Path(self._serialization_dir) / "best.th")
         if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
             metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})

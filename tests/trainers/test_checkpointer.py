@@ -48,6 +48,7 @@ def build(directory: Path, config: dict[str, Any] | None = None) -> Checkpointer
 def save(checkpointer: Checkpointer, *positions: tuple[int, int]) -> None:
     for epochs, batches in positions:
         checkpointer.save_checkpoint(StandInTrainer(step=100 * epochs + batches), epochs, batches)
+    checkpointer.wait()
 
 
 def names(directory: Path) -> list[str]:
@@ -119,7 +120,8 @@ def test_the_docstring_names_the_registration_and_every_key_with_its_default():
 
 
 # ---- saving and loading --------------------------------------------------------------------------------------
-def test_a_checkpoint_round_trips_exactly_under_allennlp_2_file_names(tmp_path):
+@pytest.mark.parametrize("background", [True, False])
+def test_a_checkpoint_round_trips_exactly_under_allennlp_2_file_names(tmp_path, background):
     torch.manual_seed(0)
     model_state = {
         "layer.weight": torch.randn(4, 3),
@@ -127,8 +129,9 @@ def test_a_checkpoint_round_trips_exactly_under_allennlp_2_file_names(tmp_path):
         "embedding": torch.randn(2, 5).to(torch.bfloat16),
         "counts": torch.arange(6, dtype=torch.int64).reshape(2, 3),
     }
-    checkpointer = build(tmp_path / "run")  # the directory is created by the first save
+    checkpointer = build(tmp_path / "run", {"write_in_background": background})  # the first save makes the directory
     checkpointer.save_checkpoint(StandInTrainer(step=7, model_state=model_state), 3, 12)
+    checkpointer.wait()
     assert names(tmp_path / "run") == ["model_state_e3_b12.th", "training_state_e3_b12.th"]
     assert checkpointer.find_latest_checkpoint() == tuple(str(tmp_path / "run" / name) for name in pair(3, 12))
 
@@ -151,11 +154,16 @@ def test_save_atomically_writes_whole_files(tmp_path):
     assert names(tmp_path) == ["best.th", "other.th"]
 
 
-def test_a_save_that_fails_midway_leaves_no_files_and_the_previous_checkpoint_intact(tmp_path):
-    checkpointer = build(tmp_path)
+@pytest.mark.parametrize("background", [True, False])
+def test_a_save_that_fails_midway_leaves_no_files_and_the_previous_checkpoint_intact(tmp_path, background):
+    checkpointer = build(tmp_path, {"write_in_background": background})
     save(checkpointer, (1, 0))
-    with pytest.raises(Exception, match=r"lambda|pickle"):
+    # In the background the error comes from the next wait (or save), naming the checkpoint.
+    expected = r"writing checkpoint e2_b0 failed: .*(lambda|pickle)" if background else r"lambda|pickle"
+    with pytest.raises(Exception, match=expected):
         checkpointer.save_checkpoint(StandInTrainer(model_state={"function": lambda: 0}), 2, 0)
+        checkpointer.wait()
+    checkpointer.wait()  # the error was raised once
     assert names(tmp_path) == pair(1, 0)
     loaded = checkpointer.load_checkpoint()
     assert loaded is not None and loaded[1]["step"] == 100
@@ -383,6 +391,7 @@ def test_saves_every_n_batches_and_at_epoch_ends(tmp_path):
     saved = [b for b in range(1, 8) if checkpointer.maybe_save_checkpoint(trainer, 0, b)]
     assert saved == [3, 6]
     assert checkpointer.maybe_save_checkpoint(trainer, 1, 0)
+    checkpointer.wait()
     assert names(tmp_path) == pairs((0, 3), (0, 6), (1, 0))
 
 
@@ -410,6 +419,7 @@ def test_saves_when_the_seconds_have_passed_since_the_last_save(tmp_path, monkey
         clock.now = now
         decisions.append(checkpointer.maybe_save_checkpoint(trainer, 0, batches))
     assert decisions == [False, False, True, False, True, False, True]
+    checkpointer.wait()
     assert names(tmp_path) == pairs((0, 3), (0, 50), (0, 52))
     assert clock.reads == 6 + 3  # one read per call not due by batches, and one after each of the 3 saves
 

@@ -532,3 +532,25 @@ def test_the_serialization_directory_is_created_by_train_not_by_construction(tmp
     assert not directory.exists()  # building a trainer has no side effects
     trainer.train()
     assert (directory / "best.th").is_file() and (directory / "metrics_epoch_0.json").is_file()
+
+
+class UnsavableState(TrainerCallback):
+    """A callback whose state cannot be pickled: every checkpoint write fails."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"function": lambda: None}
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_checkpoint_that_cannot_be_written_stops_training_with_an_error_naming_it(tmp_path, background):
+    trainer = make_trainer(
+        {"num_epochs": 3, "checkpointer": {"write_in_background": background}},
+        serialization_dir=str(tmp_path),
+    )
+    trainer._callbacks.append(UnsavableState())
+    with pytest.raises(Exception, match=r"lambda|pickle") as error:
+        trainer.train()
+    if background:  # raised by the next save, after one more epoch of training
+        assert "writing checkpoint e1_b0 failed" in str(error.value)
+    assert not list(tmp_path.glob("*_state_*.th")) and not list(tmp_path.glob(".*.tmp"))
+    assert (tmp_path / "best.th").exists()
