@@ -73,13 +73,16 @@ def render_table(data: dict[str, Any]) -> str:
         else:
             contenders = [("regimen", "regimen Checkpointer.load_checkpoint"), ("bare", "bare torch.load")]
         for key, label in contenders:
-            stats = data[f"{key}_{kind}"]
+            stats = data.get(f"{key}_{kind}")
+            if stats is None:  # results.json from before this contender was measured
+                continue
             median, low, high = fmt_stats(stats, 3)
             value = ratio(stats["median"], bare)
             rows.append(
                 [label, median, f"{low}-{high}", fmt(value, 2, "x"), verdict(value, target) if key == "regimen" else ""]
             )
-    for mode, blocked in data["blocked"].items():
+    by_mode = data["blocked"] if "blocked_s" not in data["blocked"] else {"sync": data["blocked"]}  # older results
+    for mode, blocked in by_mode.items():
         label = "written in the background (default)" if mode == "background" else "write_in_background: false"
         if "error" in blocked:
             rows.append([f"time a step is blocked by a save, {label}", "unavailable", "", "", blocked["error"][:80]])

@@ -84,9 +84,15 @@ _SEQUENCE_TYPES = frozenset((list, tuple))
 
 
 def _plain_numbers(values: Sequence[Any]) -> torch.Tensor | None:
-    """The batched tensor when every value is a Python number, or every value a flat list (or tuple) of Python
-    numbers of one common length; None when the general path must decide."""
+    """The batched tensor when every value is a Python number, every value a flat list (or tuple) of Python
+    numbers of one common length, or every value a tensor of one shape and dtype (stacked, as the general path
+    would); None when the general path must decide."""
     outer = set(map(type, values))
+    if outer == {torch.Tensor}:
+        first = values[0]
+        if all(value.shape == first.shape and value.dtype == first.dtype for value in values):
+            return torch.stack(list(values))
+        return None
     if outer <= _PLAIN_NUMBER_TYPES:
         leaves = outer
     elif outer <= _SEQUENCE_TYPES and len(set(map(len, values))) == 1:

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import torch
+
 from regimen.data.dataset_reader import DatasetReader, Instance, max_instances_error, open_data_file
 from regimen.registry import ConfigurationError
 from regimen.registry.errors import did_you_mean
@@ -17,11 +19,12 @@ _LABEL_TYPES = {"int": "an int", "float": "a number", "str": "a string"}
 @DatasetReader.register("csv")
 class CsvReader(DatasetReader):
     """Reads a delimited text file with a header row: each row becomes
-    ``{"features": [float, ...], "label": int}``.
+    ``{"features": float32 tensor, "label": int}``.
 
     Registered as a `DatasetReader` with name "csv" (the default when a reader config has no ``type``).
 
-    The feature columns are read in the order they are listed (or in file order), each parsed as a float. There is
+    The feature columns are read in the order they are listed (or in file order), each parsed as a float, into
+    one float32 tensor per row: made once when the data is read, so batching only stacks them. There is
     no ``"label"`` key when ``label_column`` is null or the file has no such column (a test file without labels).
     Blank lines are skipped. A column the config names that the header lacks is a ConfigurationError naming the
     file and the columns it has; a row with the wrong number of fields or a value that does not parse is a
@@ -99,7 +102,7 @@ class CsvReader(DatasetReader):
                     f"(is the delimiter {self.delimiter!r} right?)"
                 )
             features = [_parse_float(row[index], path, line, columns[index]) for index in feature_indices]
-            instance: Instance = {"features": features}
+            instance: Instance = {"features": torch.tensor(features, dtype=torch.float32)}
             if label_index is not None:
                 instance["label"] = self._parse_label(row[label_index], path, line)
             yield instance

@@ -220,16 +220,17 @@ class Checkpointer(Registrable):
         self._writer = BackgroundWriter(write_in_background)
 
     # ---- saving ------------------------------------------------------------------------------------------------
-    def is_due(self, num_batches_in_epoch_completed: int) -> bool:
+    def is_due(self, num_batches_in_epoch_completed: int, by_clock: bool = True) -> bool:
         """Whether a checkpoint is due now: after an optimizer step (``num_batches_in_epoch_completed`` > 0) or
-        at the end of an epoch (0). Costs a few comparisons, and one clock read with ``save_every_num_seconds``."""
+        at the end of an epoch (0). Costs a few comparisons, and one clock read with ``save_every_num_seconds``
+        (skipped with ``by_clock`` false: then only the rules that every worker of a run decides alike count)."""
         batches = num_batches_in_epoch_completed
         if batches == 0:
             due = self._save_completed_epochs
         else:
             every = self._save_every_num_batches
             due = every is not None and batches % every == 0
-        if not due and self._save_every_num_seconds is not None:
+        if not due and by_clock and self._save_every_num_seconds is not None:
             now = time.monotonic()
             if self._last_save_time is None:
                 self._last_save_time = now

@@ -125,10 +125,11 @@ class Distributed:
         """Whether ``flag`` is true on any worker, e.g. whether any was asked to stop by a pre-emption signal."""
         return bool(flag)
 
-    def agree(self, primary_says: bool, anyone_says: bool) -> tuple[bool, bool]:
-        """Two decisions every worker must take alike, in one collective: the primary's ``primary_says`` (a
-        checkpoint is due by its clock) and whether ``anyone_says`` is true on any worker (a signal arrived)."""
-        return bool(primary_says), bool(anyone_says)
+    def agree(self, primary_says: list[int], anyone_says: bool) -> tuple[list[int], bool]:
+        """Decisions every worker must take alike, in one collective: the primary's numbers ``primary_says`` (a
+        checkpoint is due by its clock, when to agree next) and whether ``anyone_says`` is true on any worker (a
+        signal arrived). Every worker passes as many numbers."""
+        return [int(value) for value in primary_says], bool(anyone_says)
 
     def broadcast_object(self, value: Any) -> Any:
         """The primary's ``value`` (anything picklable), on every worker; the others' values are ignored."""
@@ -240,11 +241,12 @@ class ProcessGroupDistributed(Distributed):
         self.all_reduce_sum_([count])
         return bool(count.item() > 0)
 
-    def agree(self, primary_says: bool, anyone_says: bool) -> tuple[bool, bool]:
-        votes = torch.tensor([int(bool(primary_says) and self.is_primary), int(bool(anyone_says))], dtype=torch.int64)
+    def agree(self, primary_says: list[int], anyone_says: bool) -> tuple[list[int], bool]:
+        primary = [int(value) if self.is_primary else 0 for value in primary_says]
+        votes = torch.tensor([*primary, int(bool(anyone_says))], dtype=torch.int64)
         self.all_reduce_sum_([votes])
-        primary, anyone = votes.tolist()
-        return primary > 0, anyone > 0
+        *agreed, anyone = votes.tolist()
+        return agreed, anyone > 0
 
     def broadcast_object(self, value: Any) -> Any:
         objects = [value if self.is_primary else None]

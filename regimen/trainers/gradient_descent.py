@@ -21,6 +21,7 @@ from regimen.models import Model
 from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.params import write_json_atomically
 from regimen.registry.values import check_positive
+from regimen.trainers.agreement import Agreement
 from regimen.trainers.callbacks import (
     ConfidenceChecksCallback,
     ConsoleLoggerCallback,
@@ -147,6 +148,7 @@ class GradientDescentTrainer(Trainer):
         # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
         self._checkpointer = checkpointer
         self._preemption = PreemptionWatcher()
+        self._agreement = Agreement(self._dist)
         self._total_steps = 0
         self._epochs_completed = 0
         self._batches_in_epoch = 0
@@ -327,10 +329,10 @@ class GradientDescentTrainer(Trainer):
 
     def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
-        due = self._checkpointer is not None and self._checkpointer.is_due(batches_in_epoch)
-        # Every worker saves (its RNG state) and stops at the same step: the primary decides when a checkpoint is
-        # due, and a signal to any worker stops them all.
-        due, stop = self._dist.agree(primary_says=due, anyone_says=self._preemption.requested)
+        # Every worker saves (its RNG state) and stops at the same step: see Agreement.
+        due, stop = self._agreement.decide(
+            self._total_steps, self._checkpointer, batches_in_epoch, self._preemption.requested
+        )
         if self._checkpointer is not None and (due or stop):
             self._check_finite(self._totals, epochs_completed - (batches_in_epoch == 0))  # never save NaN weights
             self._save_checkpoint(epochs_completed, batches_in_epoch, stopping=stop)

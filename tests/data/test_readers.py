@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from regimen.data import CsvReader, DatasetReader, JsonLinesReader
 from regimen.registry import ConfigurationError, Params
@@ -13,6 +14,15 @@ from tests.conftest import FIXTURES
 
 CLASSIFICATION = str(FIXTURES / "data" / "classification.csv")
 SEQUENCES = str(FIXTURES / "data" / "sequences.jsonl")
+
+
+def plain(instances):
+    """The csv reader's instances with each feature tensor as a list, once checked to be float32."""
+    converted = []
+    for instance in instances:
+        assert instance["features"].dtype == torch.float32
+        converted.append({**instance, "features": instance["features"].tolist()})
+    return converted
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -23,13 +33,12 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 
 # ---- csv -----------------------------------------------------------------------------------------------------------
 def test_csv_yields_features_in_file_order_and_int_labels():
-    instances = list(CsvReader().read(CLASSIFICATION))
+    instances = plain(CsvReader().read(CLASSIFICATION))
     assert len(instances) == 12
     assert instances[0] == {"features": [0.5, 1.0, -2.0], "label": 0}
     assert instances[2] == {"features": [-0.75, 2.0, 0.0], "label": 2}
     assert instances[-1] == {"features": [0.25, -0.25, 0.5], "label": 2}
     assert all(type(instance["label"]) is int for instance in instances)
-    assert all(type(value) is float for instance in instances for value in instance["features"])
 
 
 def test_csv_is_the_default_reader_and_reads_its_config_keys():
@@ -37,31 +46,33 @@ def test_csv_is_the_default_reader_and_reads_its_config_keys():
         Params({"feature_columns": ["x3", "x1"], "label_type": "float", "max_instances": 2}, "dataset_reader")
     )
     assert isinstance(reader, CsvReader)
-    assert list(reader.read(CLASSIFICATION)) == [
+    assert plain(reader.read(CLASSIFICATION)) == [
         {"features": [-2.0, 0.5], "label": 0.0},
         {"features": [3.0, 1.5], "label": 1.0},
     ]
 
 
 def test_csv_without_a_label_column_yields_features_only(tmp_path):
-    assert next(iter(CsvReader(label_column=None, feature_columns=["x1"]).read(CLASSIFICATION))) == {"features": [0.5]}
+    assert plain(CsvReader(label_column=None, feature_columns=["x1"]).read(CLASSIFICATION))[0] == {"features": [0.5]}
     # Every column but the label is a feature; null drops the label but keeps the column as a feature.
-    assert next(iter(CsvReader(label_column=None).read(CLASSIFICATION))) == {"features": [0.5, 1.0, -2.0, 0.0]}
+    assert plain(CsvReader(label_column=None).read(CLASSIFICATION))[0] == {"features": [0.5, 1.0, -2.0, 0.0]}
     unlabeled = write(tmp_path, "test.csv", "x1,x2\n1,2\n3,4\n")
-    assert list(CsvReader().read(unlabeled)) == [{"features": [1.0, 2.0]}, {"features": [3.0, 4.0]}]
+    assert plain(CsvReader().read(unlabeled)) == [{"features": [1.0, 2.0]}, {"features": [3.0, 4.0]}]
 
 
 def test_csv_delimiter_string_labels_blank_lines_and_padded_header(tmp_path):
     path = write(tmp_path, "data.tsv", "a\t b \tlabel\n1\t2\tcat\n\n3\t4\tdog\n")
     reader = CsvReader(delimiter="\t", label_type="str", feature_columns=["b"])
-    assert list(reader.read(path)) == [{"features": [2.0], "label": "cat"}, {"features": [4.0], "label": "dog"}]
+    assert plain(reader.read(path)) == [{"features": [2.0], "label": "cat"}, {"features": [4.0], "label": "dog"}]
 
 
 def test_csv_reads_lazily(tmp_path):
     path = write(tmp_path, "late_error.csv", "x,label\n1,0\n2,0\noops,1\n")
     instances = CsvReader().read(path)
-    assert next(instances) == {"features": [1.0], "label": 0}
-    assert next(instances) == {"features": [2.0], "label": 0}
+    assert plain([next(instances), next(instances)]) == [
+        {"features": [1.0], "label": 0},
+        {"features": [2.0], "label": 0},
+    ]
     with pytest.raises(ValueError, match=r"late_error\.csv:4"):
         next(instances)
 
