@@ -1,51 +1,17 @@
-"""BackgroundWriter: checkpoint files written on a thread while training goes on, one write at a time."""
+"""BackgroundWriter: file work (fsync, rename) done on a thread while training goes on, one job at a time."""
 
 from __future__ import annotations
 
-import copy
-import logging
 import threading
 from collections.abc import Callable
-from typing import Any
-
-import torch
-
-logger = logging.getLogger(__name__)
-
-
-def snapshot(state: Any) -> Any:
-    """A copy of ``state`` that later training cannot change: tensors copied to the CPU, the rest deep-copied.
-
-    Containers keep their types and attributes (a state dict stays an OrderedDict with its ``_metadata``).
-    Tensors that share their memory, such as tied weights, are copied once and stay shared in the copy.
-    """
-    copies: dict[tuple[Any, ...], torch.Tensor] = {}
-
-    def copied(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            key = (value.device, value.data_ptr(), value.dtype, tuple(value.shape), value.stride())
-            if key not in copies:
-                copies[key] = value.detach().to("cpu", copy=True)
-            return copies[key]
-        if isinstance(value, dict):
-            result = copy.copy(value)  # keeps the type and its attributes (a state dict's _metadata)
-            for key, item in value.items():
-                result[key] = copied(item)
-            return result
-        if type(value) in (list, tuple):
-            return type(value)(copied(item) for item in value)
-        return copy.deepcopy(value)
-
-    return copied(state)
 
 
 class BackgroundWriter:
-    """Runs writes on a background thread, one at a time, so that training goes on while a file is written.
+    """Runs jobs on a background thread, one at a time, so that training goes on while the disk catches up.
 
-    ``submit`` first waits for the write before it (so at most one copy of a state waits to be written), then
-    starts the new one and returns. An error in a write is raised by the next ``submit`` or ``wait``. Disabled,
-    ``submit`` runs the write at once, in the calling thread. The thread is not a daemon: a process that ends
-    while a write is under way finishes the write first.
+    ``submit`` first waits for the job before it, then starts the new one and returns. An error in a job is
+    raised by the next ``submit`` or ``wait``. Disabled, ``submit`` runs the job at once, in the calling thread.
+    The thread is not a daemon: a process that ends while a job is under way finishes the job first.
     """
 
     def __init__(self, enabled: bool = True) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from regimen.registry import ConfigurationError, Registrable
-from regimen.trainers.background import BackgroundWriter, snapshot
+from regimen.trainers.background import BackgroundWriter
 
 if TYPE_CHECKING:
     from regimen.trainers.trainer import Trainer
@@ -44,24 +44,22 @@ _KEEP_TWO = _Default(2)
 def save_atomically(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` that a crash at any moment cannot leave half-written.
 
-    The object is written to a temporary file in the same directory (``.NAME.<random>.tmp``), flushed and
-    fsynced, renamed over ``path`` (``os.replace``, atomic on POSIX and Windows), and the directory is fsynced so
-    the rename itself survives a power loss. Readers see the old file or the new one, never a mix. The temporary
-    file is created with the umask's permissions, as ``torch.save`` would create ``path``.
+    The object is written to a temporary file in the same directory (``.NAME.<random>.tmp``), fsynced, renamed
+    over ``path`` (``os.replace``, atomic on POSIX and Windows), and the directory is fsynced so the rename itself
+    survives a power loss. Readers see the old file or the new one, never a mix. The temporary file is created
+    with the umask's permissions, as ``torch.save`` would create ``path``.
     """
     target = Path(path)
     _commit(_write_temporary(obj, target), target)
 
 
 def _write_temporary(obj: Any, target: Path) -> Path:
-    """Write ``obj`` with torch.save to a new temporary file beside ``target``, fsynced; return its path."""
+    """Write ``obj`` with torch.save to a new temporary file beside ``target`` (not yet fsynced); return its path."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         with os.fdopen(os.open(temporary, flags, 0o666), "wb") as file:
             torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -69,19 +67,19 @@ def _write_temporary(obj: Any, target: Path) -> Path:
 
 
 def _commit(temporary: Path, target: Path) -> None:
-    """Rename a written temporary file over its target and make the rename durable."""
+    """Make a written temporary file durable (fsync), rename it over its target and make the rename durable."""
     try:
+        _fsync(temporary, os.O_RDWR)  # Windows flushes only through a descriptor open for writing
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    if os.name != "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
+        _fsync(target.parent, os.O_RDONLY)
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name == "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path, flags: int) -> None:
+    descriptor = os.open(path, flags | getattr(os, "O_BINARY", 0))
     try:
         os.fsync(descriptor)
     finally:
@@ -140,11 +138,11 @@ class Checkpointer(Registrable):
         model_save_interval: float | null = null
             AllenNLP 1.x's name for save_every_num_seconds (deprecated; logs a warning).
         write_in_background: bool = true
-            Copy the state to CPU memory and write it on a background thread while training goes on (one
-            write at a time: a save waits for the one before it, and training waits for the last one before
-            it ends or stops on a signal). A step is then held up only by the copy; the cost is one more copy
-            of the model and optimizer state in CPU memory while it is written. False writes before training
-            goes on, with no copy. The files and their crash safety are the same either way.
+            Write the files before training goes on, then make them durable (fsync, which waits for the disk)
+            and rename them into place on a background thread while training goes on. One save at a time: a
+            save first waits for the one before it, and training waits for the last one before it ends or
+            stops on a signal. False does it all before training goes on. The files, their crash safety and
+            the memory used are the same either way.
     Giving an AllenNLP 1.x key together with its replacement is an error.
 
     Given by the trainer, not written in the config: ``serialization_dir`` (the directory of the run).
@@ -249,43 +247,46 @@ class Checkpointer(Registrable):
     def save_checkpoint(self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int) -> None:
         """Write the trainer's checkpoint as ``(E, B) = (num_epochs_completed, num_batches_in_epoch_completed)``.
 
-        With ``write_in_background``, the states are copied while ``trainer.get_checkpoint_state()`` is open and
-        written on the writer thread; call `wait` to know they are on disk. Otherwise they are written before
-        this returns.
+        Temporary files left by an interrupted save are deleted first. Both states are written to temporary
+        files while ``trainer.get_checkpoint_state()`` is open. Making them durable (fsync), renaming them into
+        place (training state first) and deleting incomplete checkpoints and those no retention rule keeps then
+        happen on the writer thread with ``write_in_background`` (call `wait` to know they are done), or before
+        this returns without it.
         """
         position = (num_epochs_completed, num_batches_in_epoch_completed)
-        Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
-        with trainer.get_checkpoint_state() as (model_state, training_state):
-            states = (model_state, training_state)
-            if self._writer.enabled:
-                states = snapshot(states)
-            self._writer.submit(lambda: self._write(position, *states), f"checkpoint e{position[0]}_b{position[1]}")
-        self._last_save_time = time.monotonic()
-
-    def save_best_model(self, model_state: dict[str, Any]) -> None:
-        """Write ``model_state`` as ``best.th`` like a checkpoint (in the background, with ``write_in_background``).
-
-        The caller must not change ``model_state`` afterwards: it is written as it is, not copied.
-        """
-        path = Path(self._serialization_dir) / "best.th"
-        self._writer.submit(lambda: save_atomically(model_state, path), str(path))
-
-    def wait(self) -> None:
-        """Return once the files being written in the background are on disk; raise if writing them failed."""
-        self._writer.wait()
-
-    def _write(self, position: _Position, model_state: dict[str, Any], training_state: dict[str, Any]) -> None:
-        """Temporary files left by an interrupted save are deleted first. Both states are written to fsynced
-        temporary files, then renamed into place, training state first. Only then are incomplete checkpoints and
-        those no retention rule keeps deleted."""
         directory = Path(self._serialization_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._writer.wait()  # the previous save's temporary files are in place before leftovers are removed
         self._remove_temporaries(directory)
         model_path, training_path = self._paths(position)
         written: list[Path] = []
         try:
-            written.append(_write_temporary(training_state, training_path))
-            written.append(_write_temporary(model_state, model_path))
-            # Training state first: once the model file is in place, the pair is complete.
+            with trainer.get_checkpoint_state() as (model_state, training_state):
+                written.append(_write_temporary(training_state, training_path))
+                written.append(_write_temporary(model_state, model_path))
+        except BaseException:
+            for temporary in written:
+                temporary.unlink(missing_ok=True)
+            raise
+        self._writer.submit(lambda: self._commit(position, written), f"checkpoint e{position[0]}_b{position[1]}")
+        self._last_save_time = time.monotonic()
+
+    def save_best_model(self, model_state: dict[str, Any]) -> None:
+        """Write ``model_state`` as ``best.th``, made durable and renamed into place like a checkpoint."""
+        path = Path(self._serialization_dir) / "best.th"
+        self._writer.wait()
+        temporary = _write_temporary(model_state, path)
+        self._writer.submit(lambda: _commit(temporary, path), str(path))
+
+    def wait(self) -> None:
+        """Return once the files of the last save are durable and in place; raise if that failed."""
+        self._writer.wait()
+
+    def _commit(self, position: _Position, written: list[Path]) -> None:
+        """Put a checkpoint's written temporary files in place, training state first (once the model file is in
+        place, the pair is complete); only then delete the checkpoints no longer kept."""
+        model_path, training_path = self._paths(position)
+        try:
             _commit(written[0], training_path)
             _commit(written[1], model_path)
         except BaseException:

@@ -340,8 +340,8 @@ class GradientDescentTrainer(Trainer):
             raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
 
     def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
-        """Every worker's RNG state goes into the checkpoint, which the primary writes (in the background unless
-        ``stopping``) while the others wait."""
+        """Every worker's RNG state goes into the checkpoint, which the primary writes (made durable in the
+        background unless ``stopping``) while the others wait."""
         self._rng_states = self._dist.gather_objects(rng_state())
         if self._primary:
             self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
@@ -419,7 +419,7 @@ class GradientDescentTrainer(Trainer):
         if self._metric_tracker.is_best_so_far():
             self._best_model_state = self._averaged_model_state()
             if self._checkpointer is not None and self._primary:
-                self._checkpointer.save_best_model(self._best_model_state)  # replaced, never changed in place
+                self._checkpointer.save_best_model(self._best_model_state)  # made durable in the background
             elif self._serialization_dir is not None and self._primary:
                 save_atomically(self._best_model_state, Path(self._serialization_dir) / "best.th")
         if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
