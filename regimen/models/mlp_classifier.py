@@ -45,7 +45,9 @@ class MlpClassifier(Model):
         layers: list[torch.nn.Module] = []
         width = input_dim
         for hidden in hidden_dims:
-            layers += [torch.nn.Linear(width, hidden), _ACTIVATIONS[activation](), torch.nn.Dropout(dropout)]
+            # Identity for no dropout: the same layer indices (and state-dict keys), without dropout's work per step.
+            drop = torch.nn.Dropout(dropout) if dropout > 0 else torch.nn.Identity()
+            layers += [torch.nn.Linear(width, hidden), _ACTIVATIONS[activation](), drop]
             width = hidden
         layers.append(torch.nn.Linear(width, num_classes))
         self.network = torch.nn.Sequential(*layers)
