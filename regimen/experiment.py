@@ -378,6 +378,7 @@ def _run_worker(
             weights: Any = BEST_WEIGHTS_NAME if best.is_file() else experiment.model.state_dict()
             archive = archive_model(directory, weights, experiment.include_in_archive)
             logger.info("archived the model to %s", archive)
+    distributed.barrier()  # the workers leave together, once the run's files are written
     return metrics if distributed.is_primary else {}
 
 

@@ -18,7 +18,7 @@ class Agreement:
     are agreed at every epoch end and otherwise about every ``seconds``. At each agreement the primary says in
     how many steps the next one is (the steps it took in the last ``seconds``), so all workers agree at the same
     steps; a distributed step pays no collective (and, on GPUs, no device sync) in between. A single process
-    agrees with itself at every step, at no cost, so it acts on a signal after the step it arrives in.
+    decides at every step with no collective, so it acts on a signal after the step it arrives in.
     """
 
     def __init__(self, distributed: Distributed, seconds: float = 1.0) -> None:
@@ -32,7 +32,9 @@ class Agreement:
     ) -> tuple[bool, bool]:
         """``(checkpoint due, stop)`` after optimizer step ``step``, ``batches_in_epoch`` batches into the epoch
         (0 at its end); ``signalled`` says whether this worker was asked to stop."""
-        if self._dist.world_size > 1 and batches_in_epoch > 0 and step < self._next_step:
+        if self._dist.world_size == 1:
+            return checkpointer is not None and checkpointer.is_due(batches_in_epoch), signalled
+        if batches_in_epoch > 0 and step < self._next_step:
             # Between agreements only what every worker decides alike: checkpoints due by batch count.
             return checkpointer is not None and checkpointer.is_due(batches_in_epoch, by_clock=False), False
         due = checkpointer is not None and checkpointer.is_due(batches_in_epoch)
@@ -44,7 +46,7 @@ class Agreement:
         """On the primary: the steps taken in about ``seconds``, from the pace since the last agreement."""
         now = time.monotonic()
         last, self._last = self._last, (now, step)
-        if self._dist.world_size == 1 or last is None or step <= last[1]:
+        if last is None or step <= last[1]:
             return 1
         seconds_per_step = max(now - last[0], 1e-9) / (step - last[1])
         return max(1, min(_MOST_STEPS_BETWEEN, int(self._seconds / seconds_per_step)))
