@@ -15,7 +15,7 @@ class BackgroundWriter:
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+        self._enabled = enabled
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._what = ""
@@ -23,7 +23,7 @@ class BackgroundWriter:
     def submit(self, write: Callable[[], None], what: str) -> None:
         """Start ``write`` (which writes ``what``, for error messages) after the previous write has finished."""
         self.wait()
-        if not self.enabled:
+        if not self._enabled:
             write()
             return
         self._what = what

@@ -268,7 +268,7 @@ class Checkpointer(Registrable):
             for temporary in written:
                 temporary.unlink(missing_ok=True)
             raise
-        self._writer.submit(lambda: self._commit(position, written), f"checkpoint e{position[0]}_b{position[1]}")
+        self._writer.submit(lambda: self._put_in_place(position, written), f"checkpoint e{position[0]}_b{position[1]}")
         self._last_save_time = time.monotonic()
 
     def save_best_model(self, model_state: dict[str, Any]) -> None:
@@ -282,7 +282,7 @@ class Checkpointer(Registrable):
         """Return once the files of the last save are durable and in place; raise if that failed."""
         self._writer.wait()
 
-    def _commit(self, position: _Position, written: list[Path]) -> None:
+    def _put_in_place(self, position: _Position, written: list[Path]) -> None:
         """Put a checkpoint's written temporary files in place, training state first (once the model file is in
         place, the pair is complete); only then delete the checkpoints no longer kept."""
         model_path, training_path = self._paths(position)

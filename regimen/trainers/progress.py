@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from tqdm import tqdm
 
@@ -61,15 +60,14 @@ class _Bar:
             else None
         )
 
-    def update(self, count: int, metrics: Mapping[str, float] | Callable[[], Mapping[str, Any]]) -> None:
+    def update(self, count: int, metrics: Mapping[str, float]) -> None:
         if self._bar is None:
             return
         self._pending += count
         now = time.monotonic()
         if now >= self._next_refresh:
             self._next_refresh = now + self._interval
-            values = metrics() if callable(metrics) else metrics
-            self._bar.set_postfix({key: f"{value:.4f}" for key, value in values.items()}, refresh=False)
+            self._bar.set_postfix({key: f"{value:.4f}" for key, value in metrics.items()}, refresh=False)
             self._bar.update(self._pending)
             self._pending = 0
 
