@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from regimen.registry import ConfigurationError, Registrable
-from regimen.trainers.background import BackgroundWriter
+from regimen.trainers.atomic_files import (
+    BackgroundWriter,
+    link_temporary,
+    put_in_place,
+    saving,
+    write_temporary,
+)
 
 if TYPE_CHECKING:
     from regimen.trainers.trainer import Trainer
@@ -23,9 +28,10 @@ logger = logging.getLogger(__name__)
 # ``model_state_e3_b0.th``: 3 epochs completed, 0 batches into the next one. Anchored, so temporary files
 # (``.model_state_e3_b0.th.<hex>.tmp``) never match.
 _CHECKPOINT_NAME = re.compile(r"^(model_state|training_state)_e(\d+)_b(\d+)\.th$")
-# What ``save_atomically`` leaves behind when the process is killed mid-write (only ``.th`` targets).
+# What `write_temporary` leaves behind when the process is killed mid-write (only ``.th`` targets).
 _TEMPORARY_NAME = re.compile(r"^\..+\.th\.[0-9a-f]{16}\.tmp$")
 
+BEST_NAME = "best.th"  # the best model's state, in the serialization directory
 _Position = tuple[int, int]  # (epochs completed, batches into the next epoch)
 
 
@@ -40,52 +46,6 @@ class _Default(int):
 _KEEP_TWO = _Default(2)
 
 
-# ---- writing files atomically ----------------------------------------------------------------------------------
-def save_atomically(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` that a crash at any moment cannot leave half-written.
-
-    The object is written to a temporary file in the same directory (``.NAME.<random>.tmp``), fsynced, renamed
-    over ``path`` (``os.replace``, atomic on POSIX and Windows), and the directory is fsynced so the rename itself
-    survives a power loss. Readers see the old file or the new one, never a mix. The temporary file is created
-    with the umask's permissions, as ``torch.save`` would create ``path``.
-    """
-    target = Path(path)
-    _commit(_write_temporary(obj, target), target)
-
-
-def _write_temporary(obj: Any, target: Path) -> Path:
-    """Write ``obj`` with torch.save to a new temporary file beside ``target`` (not yet fsynced); return its path."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    try:
-        with os.fdopen(os.open(temporary, flags, 0o666), "wb") as file:
-            torch.save(obj, file)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
-
-
-def _commit(temporary: Path, target: Path) -> None:
-    """Make a written temporary file durable (fsync), rename it over its target and make the rename durable."""
-    try:
-        _fsync(temporary, os.O_RDWR)  # Windows flushes only through a descriptor open for writing
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if os.name != "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
-        _fsync(target.parent, os.O_RDONLY)
-
-
-def _fsync(path: Path, flags: int) -> None:
-    descriptor = os.open(path, flags | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # ---- the checkpointer ------------------------------------------------------------------------------------------
 class Checkpointer(Registrable):
     """Saves the model and training state during training, restores the newest one, and prunes old ones.
@@ -98,14 +58,16 @@ class Checkpointer(Registrable):
     epochs and ``B`` batches into the next one (``B`` is 0 at an epoch's end), and ``best.th``, the best model's
     state. A checkpoint is complete when both of its files exist; an incomplete one is never used, and is
     deleted at the next save. The newest checkpoint is the complete one with the highest ``(E, B)``, compared
-    as numbers.
+    as numbers. When a checkpoint holds the same weights as ``best.th`` (one saved at the end of an epoch that
+    was the best so far), its model-state file is a hard link to ``best.th``: one copy on disk, written once.
 
     Atomicity: every file is written to a temporary file in the same directory, fsynced, renamed into place and
-    the directory fsynced (`save_atomically`). The training state is renamed into place before the model state
-    and, when pruning, the model state is deleted before the training state, so a model file always has its
-    training-state twin. A process killed at any moment, in the middle of a write included, leaves every
-    checkpoint written before intact and loadable; the temporary files it leaves never look like checkpoints
-    and are deleted at the next save. Old checkpoints are pruned only after the new one is completely written.
+    the directory fsynced (`regimen.trainers.atomic_files`). The training state is renamed into place before
+    the model state and, when pruning, the model state is deleted before the training state, so a model file
+    always has its training-state twin. A process killed at any moment, in the middle of a write included,
+    leaves every checkpoint written before intact and loadable; the temporary files it leaves never look like
+    checkpoints and are deleted at the next save. Old checkpoints are pruned only after the new one is
+    completely written.
 
     Restoring (`load_checkpoint`) loads with ``weights_only=True`` (tensors and plain containers only, never
     arbitrary pickled code). A newest checkpoint that cannot be loaded is logged as an error and the next older
@@ -216,6 +178,7 @@ class Checkpointer(Registrable):
         # Checkpoints that failed to load in this process: deleted at the next save (unless it rewrites them).
         self._unloadable: set[_Position] = set()
         self._writer = BackgroundWriter(write_in_background)
+        self._best_state: dict[str, Any] | None = None  # what best.th holds, as given to save_best_model
 
     # ---- saving ------------------------------------------------------------------------------------------------
     def is_due(self, num_batches_in_epoch_completed: int, by_clock: bool = True) -> bool:
@@ -262,8 +225,10 @@ class Checkpointer(Registrable):
         written: list[Path] = []
         try:
             with trainer.get_checkpoint_state() as (model_state, training_state):
-                written.append(_write_temporary(training_state, training_path))
-                written.append(_write_temporary(model_state, model_path))
+                written.append(write_temporary(training_path, saving(training_state)))
+                best = Path(self._serialization_dir) / BEST_NAME
+                linked = link_temporary(model_path, best) if model_state is self._best_state else None
+                written.append(linked or write_temporary(model_path, saving(model_state)))
         except BaseException:
             for temporary in written:
                 temporary.unlink(missing_ok=True)
@@ -272,11 +237,15 @@ class Checkpointer(Registrable):
         self._last_save_time = time.monotonic()
 
     def save_best_model(self, model_state: dict[str, Any]) -> None:
-        """Write ``model_state`` as ``best.th``, made durable and renamed into place like a checkpoint."""
-        path = Path(self._serialization_dir) / "best.th"
-        self._writer.wait()
-        temporary = _write_temporary(model_state, path)
-        self._writer.submit(lambda: _commit(temporary, path), str(path))
+        """Write ``model_state`` as ``best.th``, made durable and renamed into place like a checkpoint.
+
+        When a later checkpoint's model state is this very object (the trainer passes it again while the
+        weights are unchanged, as at the end of an epoch that was the best so far), its model-state file is a
+        hard link to ``best.th`` rather than a second copy of the same bytes. So ``model_state`` must not be
+        changed after it is passed here.
+        """
+        self._writer.write(Path(self._serialization_dir) / BEST_NAME, saving(model_state))
+        self._best_state = model_state
 
     def wait(self) -> None:
         """Return once the files of the last save are durable and in place; raise if that failed."""
@@ -287,8 +256,8 @@ class Checkpointer(Registrable):
         place, the pair is complete); only then delete the checkpoints no longer kept."""
         model_path, training_path = self._paths(position)
         try:
-            _commit(written[0], training_path)
-            _commit(written[1], model_path)
+            put_in_place(written[0], training_path)
+            put_in_place(written[1], model_path)
         except BaseException:
             for temporary in written:
                 temporary.unlink(missing_ok=True)

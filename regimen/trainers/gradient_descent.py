@@ -19,9 +19,10 @@ import torch
 from regimen.data import DataLoader
 from regimen.models import Model
 from regimen.registry import ConfigurationError, Lazy
-from regimen.registry.params import write_json_atomically
 from regimen.registry.values import check_positive
 from regimen.trainers.agreement import Agreement
+from regimen.trainers.atomic_files import BackgroundWriter
+from regimen.trainers.best_weights import BestWeights
 from regimen.trainers.callbacks import (
     ConfidenceChecksCallback,
     ConsoleLoggerCallback,
@@ -29,7 +30,7 @@ from regimen.trainers.callbacks import (
     TrainerCallback,
 )
 from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
-from regimen.trainers.checkpointer import Checkpointer, save_atomically
+from regimen.trainers.checkpointer import Checkpointer
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
 from regimen.trainers.loss_totals import LossTotals, RunningMetrics
@@ -153,7 +154,8 @@ class GradientDescentTrainer(Trainer):
         self._epochs_completed = 0
         self._batches_in_epoch = 0
         self._totals = LossTotals()
-        self._best_model_state: dict[str, torch.Tensor] | None = None
+        self._writer = BackgroundWriter()  # the metrics files and best.th (without a checkpointer)
+        self._best = BestWeights(serialization_dir, checkpointer, self._writer, writes=self._primary)
         self._last_metrics: dict[str, Any] = {}
         self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
@@ -239,9 +241,8 @@ class GradientDescentTrainer(Trainer):
                         break
                     start_batch = 0
             metrics = self._final_metrics(first_epoch, time.monotonic() - start)
-            self._restore_best_weights()
-            if self._checkpointer is not None:
-                self._checkpointer.wait()  # the run's files are on disk when it returns
+            self._best.restore(self.model)
+            self._wait_for_writes()  # the run's files are on disk when it returns
             return metrics
         finally:
             self._progress.close()
@@ -250,11 +251,18 @@ class GradientDescentTrainer(Trainer):
                 "on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary
             )
 
-    def _wait_for_writes_quietly(self) -> None:
-        """After an error: let a checkpoint being written finish, and only log it if writing it failed too."""
+    def _wait_for_writes(self) -> None:
+        """Return once the files written in the background are durable and in place; raise if one failed."""
         if self._checkpointer is not None:
+            self._checkpointer.wait()
+        self._writer.wait()
+
+    def _wait_for_writes_quietly(self) -> None:
+        """After an error: let the files being written finish, and only log it if writing one failed too."""
+        for writer in (self._checkpointer, self._writer):
             try:
-                self._checkpointer.wait()
+                if writer is not None:
+                    writer.wait()
             except Exception as error:
                 logger.error("%s", error)
 
@@ -346,7 +354,7 @@ class GradientDescentTrainer(Trainer):
         if self._primary:
             self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
             if stopping:
-                self._checkpointer.wait()
+                self._wait_for_writes()
         self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
@@ -417,11 +425,8 @@ class GradientDescentTrainer(Trainer):
             tracked = validation
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
-            self._best_model_state = self._averaged_model_state()
-            if self._checkpointer is not None and self._primary:
-                self._checkpointer.save_best_model(self._best_model_state)  # made durable in the background
-            elif self._serialization_dir is not None and self._primary:
-                save_atomically(self._best_model_state, Path(self._serialization_dir) / "best.th")
+            with self._averaged_weights():
+                self._best.update(self.model.state_dict(), self._total_steps)
         if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
             metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
         metrics["best_epoch"] = self._metric_tracker.best_epoch
@@ -432,7 +437,10 @@ class GradientDescentTrainer(Trainer):
         if self._momentum_scheduler is not None:
             self._momentum_scheduler.step(self._metric_tracker.current_score)
         if self._serialization_dir is not None and self._primary:
-            write_json_atomically(Path(self._serialization_dir) / f"metrics_{name}.json", _jsonable(metrics))
+            text = json.dumps(metrics, indent=4, default=float) + "\n"  # made durable in the background
+            self._writer.write(
+                Path(self._serialization_dir) / f"metrics_{name}.json", lambda file: file.write(text.encode())
+            )
         self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
         if self._metric_tracker.should_stop_early():
             logger.info("ran out of patience after %d validations without improvement", self._metric_tracker.patience)
@@ -475,14 +483,6 @@ class GradientDescentTrainer(Trainer):
         finally:
             self._moving_average.restore()
 
-    def _averaged_model_state(self) -> dict[str, torch.Tensor]:
-        with self._averaged_weights():
-            return {key: value.detach().clone() for key, value in self.model.state_dict().items()}
-
-    def _restore_best_weights(self) -> None:
-        if self._best_model_state is not None:
-            self.model.load_state_dict(self._best_model_state)
-
     @contextmanager
     def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """The model's state (moving-average weights swapped in while open) and the training state."""
@@ -498,7 +498,7 @@ class GradientDescentTrainer(Trainer):
             **{key: component.state_dict() for key, component in self._stateful_components().items()},
         }
         with self._averaged_weights():
-            yield self.model.state_dict(), training_state
+            yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), training_state
 
     def _stateful_components(self) -> dict[str, Any]:
         components = {
@@ -531,9 +531,7 @@ class GradientDescentTrainer(Trainer):
         self._epochs_completed = training_state["epochs_completed"]
         self._totals.load_state_dict(training_state["loss_totals"])
         self._last_metrics = training_state["last_metrics"]
-        best = Path(self._serialization_dir) / "best.th"
-        if best.is_file():
-            self._best_model_state = torch.load(best, map_location=self.device, weights_only=True)
+        self._best.load(self.device)
         set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
         logger.info(
             "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]

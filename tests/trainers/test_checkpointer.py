@@ -23,7 +23,8 @@ import torch
 
 import regimen.trainers.checkpointer as checkpointer_module
 from regimen.registry import ConfigurationError, Params
-from regimen.trainers.checkpointer import Checkpointer, save_atomically
+from regimen.trainers.atomic_files import save_atomically
+from regimen.trainers.checkpointer import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGGER = "regimen.trainers.checkpointer"
@@ -170,6 +171,34 @@ def test_save_atomically_writes_whole_files(tmp_path):
     save_atomically({"x": torch.arange(3)}, tmp_path / "other.th")  # a PathLike works too
     assert torch.equal(torch.load(str(tmp_path / "other.th"), weights_only=True)["x"], torch.arange(3))
     assert names(tmp_path) == ["best.th", "other.th"]
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_checkpoint_of_the_state_given_as_best_links_its_model_file_to_best_th(tmp_path, monkeypatch, links):
+    if not links:  # a file system without hard links: the model file is written as a copy instead
+
+        def no_links(source, target):
+            raise PermissionError(1, "Operation not permitted", str(target))
+
+        monkeypatch.setattr(os, "link", no_links)
+    checkpointer = build(tmp_path)
+    best = {"weight": torch.full((3, 2), 7.0)}
+    checkpointer.save_best_model(best)
+    checkpointer.save_checkpoint(StandInTrainer(step=7, model_state=best), 1, 0)
+    checkpointer.wait()
+    model_file = tmp_path / "model_state_e1_b0.th"
+    assert os.path.samefile(model_file, tmp_path / "best.th") == links
+    assert names(tmp_path) == ["best.th", *pair(1, 0)]  # no temporary file left either way
+    assert torch.equal(checkpointer.load_checkpoint()[0]["weight"], best["weight"])
+
+    # An equal state that is not the very object given as best is written as its own file.
+    checkpointer.save_checkpoint(StandInTrainer(step=8, model_state={"weight": best["weight"].clone()}), 2, 0)
+    checkpointer.wait()
+    assert not os.path.samefile(tmp_path / "model_state_e2_b0.th", tmp_path / "best.th")
+    # A new best.th replaces the file, not its contents: the older checkpoint keeps its weights.
+    checkpointer.save_best_model({"weight": torch.zeros(3, 2)})
+    checkpointer.wait()
+    assert torch.equal(torch.load(model_file, weights_only=True)["weight"], best["weight"])
 
 
 @pytest.mark.parametrize("background", [True, False])

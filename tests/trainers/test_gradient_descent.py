@@ -267,6 +267,10 @@ def test_named_losses_are_summed_and_reported_one_by_one():
     assert "validation_loss_mse" in metrics and "validation_loss_l1" in metrics
 
 
+# With this much momentum, the validation loss stops improving after a few epochs of the blobs (best epoch 3).
+OVERSHOOTING = {"type": "sgd", "lr": 0.5, "momentum": 0.9}
+
+
 def test_the_model_holds_the_best_weights_at_the_end():
     best = {}
 
@@ -275,11 +279,10 @@ def test_the_model_holds_the_best_weights_at_the_end():
             if epoch >= 0 and metrics["best_epoch"] == epoch:
                 best.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
 
-    # A learning rate this large makes later epochs worse than an early one.
-    trainer = make_trainer({"num_epochs": 6, "optimizer": {"type": "sgd", "lr": 5.0}})
+    trainer = make_trainer({"num_epochs": 6, "optimizer": OVERSHOOTING})
     trainer._callbacks.append(RememberBest())
     metrics = trainer.train()
-    assert metrics["best_epoch"] is not None
+    assert metrics["best_epoch"] < 5  # the final weights are not the best ones
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, best[key])
 
@@ -552,3 +555,72 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_with_an_error_naming
         trainer.train()
     assert not list(tmp_path.glob("*_state_*.th")) and not list(tmp_path.glob(".*.tmp"))
     assert (tmp_path / "best.th").exists()
+
+
+class RecordEpochWeights(TrainerCallback):
+    """The model's weights at each epoch's end, as the checkpoint of that epoch end saves them."""
+
+    def __init__(self) -> None:
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_epoch(self, trainer, metrics, epoch, **kwargs):
+        if epoch >= 0:
+            self.weights[epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def load_weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_checkpoint_at_the_best_epoch_shares_its_model_file_with_best_th(tmp_path):
+    import os
+
+    recorder = RecordEpochWeights()
+    trainer = make_trainer(
+        {"num_epochs": 6, "optimizer": OVERSHOOTING, "checkpointer": {"keep_most_recent_by_count": None}},
+        serialization_dir=str(tmp_path),
+    )
+    trainer._callbacks.append(recorder)
+    best_epoch = trainer.train()["best_epoch"]
+    assert 0 < best_epoch < 5  # best.th was replaced, and later checkpoints are their own files
+    for epoch, weights in recorder.weights.items():
+        model_file = tmp_path / f"model_state_e{epoch + 1}_b0.th"
+        assert same_weights(load_weights(model_file), weights)  # every checkpoint holds its own epoch's weights
+        assert os.path.samefile(model_file, tmp_path / "best.th") == (epoch == best_epoch)
+    assert same_weights(load_weights(tmp_path / "best.th"), recorder.weights[best_epoch])
+
+
+def test_weights_changed_after_the_best_validation_are_checkpointed_as_changed(tmp_path):
+    import os
+
+    class HalveWeights(TrainerCallback):
+        def on_epoch(self, trainer, metrics, epoch, **kwargs):
+            with torch.no_grad():
+                for parameter in trainer.model.parameters():
+                    parameter.mul_(0.5)
+
+    recorder = RecordEpochWeights()
+    trainer = make_trainer({"num_epochs": 1}, serialization_dir=str(tmp_path))
+    trainer._callbacks.append(recorder)  # before the halving: the weights validated
+    trainer._callbacks.append(HalveWeights())
+    trainer.train()
+    model_file = tmp_path / "model_state_e1_b0.th"
+    assert not os.path.samefile(model_file, tmp_path / "best.th")
+    assert same_weights(load_weights(tmp_path / "best.th"), recorder.weights[0])
+    halved = {k: v * 0.5 if v.is_floating_point() else v for k, v in recorder.weights[0].items()}
+    assert same_weights(load_weights(model_file), halved)
+
+
+def test_with_a_moving_average_best_th_and_the_checkpoint_hold_the_averaged_weights_once(tmp_path):
+    import os
+
+    trainer = make_trainer({"num_epochs": 1, "moving_average": {"decay": 0.5}}, serialization_dir=str(tmp_path))
+    trainer.train()
+    model_file = tmp_path / "model_state_e1_b0.th"
+    assert os.path.samefile(model_file, tmp_path / "best.th")
+    with trainer._averaged_weights():
+        assert same_weights(load_weights(model_file), trainer.model.state_dict())

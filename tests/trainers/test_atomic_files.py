@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from regimen.trainers.background import BackgroundWriter
+from regimen.trainers.atomic_files import BackgroundWriter
 
 
 def test_the_writer_runs_one_write_at_a_time_in_order_and_raises_a_failure_once():
@@ -28,3 +28,16 @@ def test_the_writer_runs_one_write_at_a_time_in_order_and_raises_a_failure_once(
     inline = BackgroundWriter(enabled=False)
     with pytest.raises(ZeroDivisionError):
         inline.submit(lambda: 1 / 0, "best.th")
+
+
+def test_a_background_write_is_in_place_after_wait_and_a_failed_one_leaves_no_file(tmp_path):
+    writer = BackgroundWriter()
+    target = tmp_path / "metrics.json"
+    writer.write(target, lambda file: file.write(b"{}\n"))
+    writer.wait()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"] and target.read_bytes() == b"{}\n"
+
+    writer.submit(lambda: 1 / 0, "something else")
+    with pytest.raises(RuntimeError, match="writing something else failed"):
+        writer.write(tmp_path / "next.json", lambda file: file.write(b"[]"))  # after a failed job: not written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
