@@ -179,6 +179,7 @@ class Checkpointer(Registrable):
         self._unloadable: set[_Position] = set()
         self._writer = BackgroundWriter(write_in_background)
         self._best_state: dict[str, Any] | None = None  # what best.th holds, as given to save_best_model
+        self._cleaned = False  # whether leftovers of an interrupted process were removed (at the first save)
 
     # ---- saving ------------------------------------------------------------------------------------------------
     def is_due(self, num_batches_in_epoch_completed: int, by_clock: bool = True) -> bool:
@@ -210,30 +211,37 @@ class Checkpointer(Registrable):
     def save_checkpoint(self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int) -> None:
         """Write the trainer's checkpoint as ``(E, B) = (num_epochs_completed, num_batches_in_epoch_completed)``.
 
-        Temporary files left by an interrupted save are deleted first. Both states are written to temporary
-        files while ``trainer.get_checkpoint_state()`` is open. Making them durable (fsync), renaming them into
-        place (training state first) and deleting incomplete checkpoints and those no retention rule keeps then
-        happen on the writer thread with ``write_in_background`` (call `wait` to know they are done), or before
-        this returns without it.
+        Temporary files left by an interrupted process are deleted at the first save. Both states are written to
+        temporary files while ``trainer.get_checkpoint_state()`` is open (a model state given to
+        `save_best_model` is linked to ``best.th`` instead). Making them durable (fsync), renaming them into place
+        (training state first) and deleting incomplete checkpoints and those no retention rule keeps then happen
+        on the writer thread with ``write_in_background`` (call `wait` to know they are done), or before this
+        returns without it.
         """
         position = (num_epochs_completed, num_batches_in_epoch_completed)
-        directory = Path(self._serialization_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._writer.wait()  # the previous save's temporary files are in place before leftovers are removed
-        self._remove_temporaries(directory)
         model_path, training_path = self._paths(position)
-        written: list[Path] = []
+        if not self._cleaned:  # this process's own temporary files are always put in place or removed
+            self._writer.wait()
+            training_path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_temporaries(training_path.parent)
+            self._cleaned = True
+        with trainer.get_checkpoint_state() as (model_state, training_state):
+            training = write_temporary(training_path, saving(training_state))
+            try:
+                # best.th holds the bytes of the best state: its link is made once best.th is in place.
+                model = (
+                    model_state if model_state is self._best_state else write_temporary(model_path, saving(model_state))
+                )
+            except BaseException:
+                training.unlink(missing_ok=True)
+                raise
         try:
-            with trainer.get_checkpoint_state() as (model_state, training_state):
-                written.append(write_temporary(training_path, saving(training_state)))
-                best = Path(self._serialization_dir) / BEST_NAME
-                linked = link_temporary(model_path, best) if model_state is self._best_state else None
-                written.append(linked or write_temporary(model_path, saving(model_state)))
-        except BaseException:
-            for temporary in written:
-                temporary.unlink(missing_ok=True)
+            self._writer.submit(lambda: self._put_in_place(position, training, model), f"checkpoint {model_path.name}")
+        except BaseException:  # the save before failed: this one is not put in place either
+            for temporary in (training, model):
+                if isinstance(temporary, Path):
+                    temporary.unlink(missing_ok=True)
             raise
-        self._writer.submit(lambda: self._put_in_place(position, written), f"checkpoint e{position[0]}_b{position[1]}")
         self._last_save_time = time.monotonic()
 
     def save_best_model(self, model_state: dict[str, Any]) -> None:
@@ -251,15 +259,21 @@ class Checkpointer(Registrable):
         """Return once the files of the last save are durable and in place; raise if that failed."""
         self._writer.wait()
 
-    def _put_in_place(self, position: _Position, written: list[Path]) -> None:
-        """Put a checkpoint's written temporary files in place, training state first (once the model file is in
-        place, the pair is complete); only then delete the checkpoints no longer kept."""
+    def _put_in_place(self, position: _Position, training: Path, model: Path | dict[str, Any]) -> None:
+        """Put a checkpoint's temporary files in place, training state first (once the model file is in place,
+        the pair is complete); only then delete the checkpoints no longer kept. ``model`` is the model state's
+        temporary file, or the best state, to link to ``best.th`` (or write where links are not possible)."""
         model_path, training_path = self._paths(position)
+        temporaries = [training]
         try:
-            put_in_place(written[0], training_path)
-            put_in_place(written[1], model_path)
+            if not isinstance(model, Path):
+                best = model_path.with_name(BEST_NAME)
+                model = link_temporary(model_path, best) or write_temporary(model_path, saving(model))
+            temporaries.append(model)
+            put_in_place(training, training_path)
+            put_in_place(model, model_path)
         except BaseException:
-            for temporary in written:
+            for temporary in temporaries:
                 temporary.unlink(missing_ok=True)
             raise
         logger.debug("saved checkpoint %s", model_path)
