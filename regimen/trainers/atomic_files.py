@@ -107,14 +107,9 @@ class BackgroundWriter:
         self._thread.start()
 
     def write(self, target: Path, write: Callable[[IO[bytes]], Any]) -> None:
-        """Write ``target`` atomically: ``write`` fills its temporary file now, and putting it in place (fsync,
-        rename) is the next job."""
-        temporary = write_temporary(target, write)
-        try:
-            self.submit(lambda: put_in_place(temporary, target), str(target))
-        except BaseException:  # the job before failed: this file is not put in place either
-            temporary.unlink(missing_ok=True)
-            raise
+        """Write ``target`` atomically as the next job: ``write`` fills its temporary file on the writer thread, so
+        it must write only data that no longer changes (a copy, a string)."""
+        self.submit(lambda: put_in_place(write_temporary(target, write), target), str(target))
 
     def wait(self) -> None:
         """Return once no write is under way; raise RuntimeError if the last one failed."""

@@ -18,8 +18,8 @@ class BestWeights:
     The copy is also written as ``best.th`` in the run directory (when there is one, and ``writes``: the primary):
     through the checkpointer when there is one, so that a checkpoint of the same weights saved at the same step
     links its model file to ``best.th`` instead of writing the bytes twice, and otherwise through ``writer``.
-    Either way the file is made durable and put in place in the background; ``wait`` on the writer (and the
-    checkpointer) to know it is done.
+    Either way the copy is written, made durable and put in place on a background thread (it never changes, so
+    training goes on meanwhile); ``wait`` on the writer (and the checkpointer) to know it is done.
     """
 
     def __init__(

@@ -100,10 +100,11 @@ class Checkpointer(Registrable):
         model_save_interval: float | null = null
             AllenNLP 1.x's name for save_every_num_seconds (deprecated; logs a warning).
         write_in_background: bool = true
-            Write the files before training goes on, then make them durable (fsync, which waits for the disk)
-            and rename them into place on a background thread while training goes on. One save at a time: a
-            save first waits for the one before it, and training waits for the last one before it ends or
-            stops on a signal. False does it all before training goes on. The files, their crash safety and
+            Write a checkpoint's files before training goes on, then make them durable (fsync, which waits for
+            the disk) and rename them into place on a background thread while training goes on; ``best.th``,
+            written from the trainer's copy of the best weights, is written on that thread too. One save at a
+            time: a save first waits for the one before it, and training waits for the last one before it ends
+            or stops on a signal. False does it all before training goes on. The files, their crash safety and
             the memory used are the same either way.
     Giving an AllenNLP 1.x key together with its replacement is an error.
 
@@ -247,10 +248,11 @@ class Checkpointer(Registrable):
     def save_best_model(self, model_state: dict[str, Any]) -> None:
         """Write ``model_state`` as ``best.th``, made durable and renamed into place like a checkpoint.
 
-        When a later checkpoint's model state is this very object (the trainer passes it again while the
-        weights are unchanged, as at the end of an epoch that was the best so far), its model-state file is a
-        hard link to ``best.th`` rather than a second copy of the same bytes. So ``model_state`` must not be
-        changed after it is passed here.
+        ``model_state`` must not change after it is passed here (the trainer passes a copy). With
+        ``write_in_background`` it is then written on the writer thread. When a later checkpoint's model state
+        is this very object (the trainer passes it again while the weights are unchanged, as at the end of an
+        epoch that was the best so far), its model-state file is a hard link to ``best.th`` rather than a second
+        copy of the same bytes.
         """
         self._writer.write(Path(self._serialization_dir) / BEST_NAME, saving(model_state))
         self._best_state = model_state
