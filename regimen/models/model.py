@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 import torch
 
 from regimen.registry import Registrable
+
+logger = logging.getLogger(__name__)
 
 
 class Model(torch.nn.Module, Registrable):
@@ -38,3 +42,15 @@ class Model(torch.nn.Module, Registrable):
     def get_regularization_penalty(self) -> torch.Tensor | None:
         """A scalar added to the training loss, or None (the default)."""
         return None
+
+
+def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> None:
+    """Stop training the parameters whose names match any of the regular expressions ``patterns`` (the trainer's
+    ``no_grad``); a pattern that matches nothing is logged as a warning."""
+    for pattern in patterns:
+        matched = {name for name, _ in model.named_parameters() if re.search(pattern, name)}
+        if not matched:
+            logger.warning("no_grad: %r matches no parameter", pattern)
+        for name, parameter in model.named_parameters():
+            if name in matched:
+                parameter.requires_grad_(False)

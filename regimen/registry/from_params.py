@@ -154,6 +154,15 @@ def _pop_argument(owner: Any, name: str, annotation: Any, default: Any, params: 
     return construct_arg(annotation, params.pop(name), path, extras)
 
 
+def init_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of ``cls.__init__``, read from its signature (so that they are written only once)."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
 def constructor_parameters(constructor: Callable[..., Any], owner: Any) -> tuple[dict[str, tuple[Any, Any]], bool]:
     """``{name: (annotation, default)}`` of a constructor, and whether it passes unknown keys through.
 

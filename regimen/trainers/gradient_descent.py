@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,18 +16,19 @@ import torch
 
 from regimen.data import DataLoader
 from regimen.models import Model
+from regimen.models.model import freeze_parameters
 from regimen.registry import ConfigurationError, Lazy
+from regimen.registry.from_params import init_defaults
 from regimen.registry.values import check_positive
 from regimen.trainers.agreement import Agreement
 from regimen.trainers.atomic_files import BackgroundWriter
 from regimen.trainers.best_weights import BestWeights
 from regimen.trainers.callbacks import (
-    ConfidenceChecksCallback,
-    ConsoleLoggerCallback,
     TensorBoardCallback,
     TrainerCallback,
 )
-from regimen.trainers.callbacks.callback import BatchCallback, ComponentHooks, EpochCallback, LegacyCallbacks
+from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, LegacyCallbacks
+from regimen.trainers.callbacks.defaults import gather_callbacks
 from regimen.trainers.checkpointer import Checkpointer
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
@@ -145,7 +144,11 @@ class GradientDescentTrainer(Trainer):
         self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level)
         self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
-        self._callbacks = self._gather_callbacks(callbacks or [], enable_default_callbacks, run_confidence_checks)
+        components = [self.model, self.data_loader, self.validation_data_loader, optimizer]
+        components += [learning_rate_scheduler, momentum_scheduler, moving_average]
+        self._callbacks = gather_callbacks(
+            callbacks or [], serialization_dir, components, enable_default_callbacks, run_confidence_checks
+        )
         # The position of the run: optimizer steps taken, epochs completed, batches into the current epoch.
         self._checkpointer = checkpointer
         self._preemption = PreemptionWatcher()
@@ -179,10 +182,10 @@ class GradientDescentTrainer(Trainer):
         **kwargs: Any,
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
-        defaults = _init_defaults(cls)
+        defaults = init_defaults(cls)
         if kwargs.get("distributed") is not None:  # the schedules count this worker's steps
             data_loader = kwargs["distributed"].shard(data_loader)
-        _freeze(model, no_grad or [])
+        freeze_parameters(model, no_grad or [])
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
         num_epochs = kwargs.get("num_epochs", defaults["num_epochs"])
@@ -547,29 +550,6 @@ class GradientDescentTrainer(Trainer):
             loader.set_epoch(epoch)
         return itertools.islice(loader, start, None)
 
-    def _gather_callbacks(
-        self, callbacks: list[TrainerCallback], enable_default: bool, confidence_checks: bool
-    ) -> list[TrainerCallback]:
-        gathered = list(callbacks)
-        if enable_default and not any(isinstance(c, ConsoleLoggerCallback) for c in gathered):
-            gathered.insert(0, ConsoleLoggerCallback(self._serialization_dir))
-        if confidence_checks and not any(isinstance(c, ConfidenceChecksCallback) for c in gathered):
-            gathered.append(ConfidenceChecksCallback(self._serialization_dir))
-        components = [
-            self.model,
-            self.data_loader,
-            self.validation_data_loader,
-            self.optimizer,
-            self._learning_rate_scheduler,
-            self._momentum_scheduler,
-            self._moving_average,
-        ]
-        hooks = ComponentHooks(components)
-        if hooks.components:
-            gathered.append(hooks)
-        logger.info("callbacks: %s", ", ".join(type(c).__name__ for c in gathered) or "none")
-        return gathered
-
     def _call_batch_callbacks(self, *args: Any, **kwargs: Any) -> None:
         for callback in self._batch_callbacks:
             callback.on_batch(*args, **kwargs)
@@ -599,29 +579,10 @@ def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict
     return iter(lambda: tuple(itertools.islice(iterator, size)), ())
 
 
-def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
-    for pattern in patterns:
-        matched = [name for name, _ in model.named_parameters() if re.search(pattern, name)]
-        if not matched:
-            logger.warning("no_grad: %r matches no parameter", pattern)
-        for name, parameter in model.named_parameters():
-            if name in matched:
-                parameter.requires_grad_(False)
-
-
 def _compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> Any:
     if options is False:
         return model
     return torch.compile(model, **(options if isinstance(options, dict) else {}))
-
-
-def _init_defaults(cls: type) -> dict[str, Any]:
-    """The defaults of ``cls.__init__``: read from the signature so they are written only once."""
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-    }
 
 
 def _duration(seconds: float) -> str:
