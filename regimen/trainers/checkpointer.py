@@ -60,6 +60,8 @@ class Checkpointer(Registrable):
     deleted at the next save. The newest checkpoint is the complete one with the highest ``(E, B)``, compared
     as numbers. When a checkpoint holds the same weights as ``best.th`` (one saved at the end of an epoch that
     was the best so far), its model-state file is a hard link to ``best.th``: one copy on disk, written once.
+    regimen only ever replaces files (rename), never writes into them; a tool that rewrites ``best.th`` in place
+    would change that checkpoint too.
 
     Atomicity: every file is written to a temporary file in the same directory, fsynced, renamed into place and
     the directory fsynced (`regimen.trainers.atomic_files`). The training state is renamed into place before

@@ -223,11 +223,12 @@ def test_grad_clipping_and_grad_norm_bound_the_update():
         assert (new.detach() - old).abs().max() <= 1e-4 + 1e-7
 
 
-def test_no_grad_freezes_matching_parameters():
+def test_no_grad_freezes_matching_parameters(caplog):
     model = make_model(seed=0, hidden_dims=[8])
     frozen = model.network[0].weight.detach().clone()
-    make_trainer({"num_epochs": 1, "no_grad": ["^network\\.0\\."]}, model, validation=None).train()
+    make_trainer({"num_epochs": 1, "no_grad": ["^network\\.0\\.", "^encoder"]}, model, validation=None).train()
     assert torch.equal(model.network[0].weight, frozen) and not model.network[0].weight.requires_grad
+    assert "no_grad: '^encoder' matches no parameter" in caplog.text
 
 
 class ExplodingModel(Model):
