@@ -197,11 +197,20 @@ class ProcessGroupDistributed(Distributed):
 
     def wrap(self, model: torch.nn.Module, find_unused_parameters: bool | None = None) -> torch.nn.Module:
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`, which first copies the primary's
-        parameters and buffers to every worker, then averages gradients across workers in each backward pass.
-        ``find_unused_parameters`` None uses the setting this object was made with."""
+        parameters and buffers to every worker, then averages gradients across workers in each backward pass and
+        copies the primary's buffers again before each forward pass; the tensors of the model's ``metric_state()``
+        are left alone, so that each worker counts its own batches. ``find_unused_parameters`` None uses the
+        setting this object was made with."""
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         if find_unused_parameters is None:
             find_unused_parameters = self._find_unused_parameters
+        counters = {id(tensor) for tensor in getattr(model, "metric_state", list)()}
+        own = [name for name, buffer in model.named_buffers() if id(buffer) in counters]
+        if own:
+            # A model's metric counters are each worker's own, summed at the epoch's end: DDP must not copy the
+            # primary's over them before every forward pass, as it does with other buffers (batch-norm statistics).
+            # This static method is how torch lets a module name what DDP leaves alone.
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, own)
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:

@@ -45,6 +45,23 @@ def local_gradients(rank: int) -> list[torch.Tensor]:
     return [parameter.grad for parameter in model.parameters()]
 
 
+class Counting(torch.nn.Module):
+    """A layer with a running statistic (a buffer DDP copies from the primary) and a metric counter."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.register_buffer("statistic", torch.tensor(float(rank)))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        self.seen += len(features)
+        return self.linear(features)
+
+    def metric_state(self) -> list[torch.Tensor]:
+        return [self.seen]
+
+
 # Worker functions are module-level so that the spawned processes can unpickle them.
 
 
@@ -78,6 +95,12 @@ def collectives_worker(rank: int, port: int, directory: Path) -> None:
             wrapped(inputs(rank)).square().sum().backward()
         kept_local = [parameter.grad.clone() for parameter in model.parameters()]
 
+        # Batches of 3 instances on the primary and 5 on the other, twice: each counts its own instances.
+        counting = Counting(rank)
+        wrapped_counting = distributed.wrap(counting)
+        for _ in range(2):
+            wrapped_counting(torch.ones(3 + 2 * rank, 3)).sum().backward()
+
         results = {
             "rank": distributed.rank,
             "local_rank": distributed.local_rank,
@@ -96,6 +119,8 @@ def collectives_worker(rank: int, port: int, directory: Path) -> None:
             "kept_local": kept_local,
             "state_dict_keys": list(model.state_dict()),
             "wrapped_state_dict_keys": list(wrapped.state_dict()),
+            "statistic": float(counting.statistic),
+            "seen": int(counting.seen),
         }
         distributed.barrier()
     torch.save(results, directory / f"rank{rank}.pt")
@@ -184,6 +209,8 @@ def test_two_workers_sum_broadcast_gather_and_average_gradients(tmp_path):
         assert not torch.allclose(result["kept_local"][0], mean[0])
         assert result["state_dict_keys"] == ["weight", "bias"]
         assert result["wrapped_state_dict_keys"] == ["module.weight", "module.bias"]
+        # DDP gives every worker the primary's buffers, but the model's metric counters stay each worker's own.
+        assert result["statistic"] == 0.0 and result["seen"] == [6, 10][rank]
 
     assert results[0]["gathered"] == [{"rank": 0, "state": [0, 0, 0]}, {"rank": 1, "state": [1, 1, 1]}]
     assert results[1]["gathered"] is None
