@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -83,28 +84,40 @@ def _fsync(path: Path, flags: int) -> None:
 
 
 class BackgroundWriter:
-    """Runs jobs on a background thread, one at a time, so that training goes on while the disk catches up.
+    """Runs jobs in order on background threads, so that training goes on while the disk catches up.
 
-    ``submit`` first waits for the job before it, then starts the new one and returns. An error in a job is
-    raised by the next ``submit`` or ``wait``. Disabled, ``submit`` runs the job at once, in the calling thread.
-    The thread is not a daemon: a process that ends while a job is under way finishes the job first.
+    ``submit`` starts a job and returns at once. Jobs run one at a time, in the order they were submitted (each
+    job's thread first waits for the one before it). With ``MAX_PENDING`` jobs under way, ``submit`` first waits
+    for the oldest, so a disk that cannot keep up slows training down rather than letting work pile up.
+
+    An error in a job is raised by the next ``submit`` or ``wait``, once the jobs submitted after it have been
+    skipped: they are not run (a later job may rely on an earlier one, as a checkpoint linked to ``best.th``
+    does), and their ``discard`` is called instead to remove what they would have put in place. Disabled,
+    ``submit`` runs the job at once, in the calling thread. The threads are not daemons: a process that ends
+    while a job is under way finishes it first.
     """
+
+    MAX_PENDING = 4
 
     def __init__(self, enabled: bool = True) -> None:
         self._enabled = enabled
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._what = ""
+        self._threads: deque[threading.Thread] = deque()  # under way, oldest first
+        self._failure: tuple[BaseException, str] | None = None  # the first job that failed, and what it wrote
 
-    def submit(self, write: Callable[[], None], what: str) -> None:
-        """Start ``write`` (which writes ``what``, for error messages) after the previous write has finished."""
-        self.wait()
+    def submit(self, job: Callable[[], None], what: str, discard: Callable[[], None] | None = None) -> None:
+        """Start ``job`` (which writes ``what``, for error messages) after the jobs before it; if one of those
+        fails, ``discard`` is called instead of ``job``."""
+        self._raise_failure()
         if not self._enabled:
-            write()
+            job()
             return
-        self._what = what
-        self._thread = threading.Thread(target=self._run, args=(write,), name="regimen-writer")
-        self._thread.start()
+        while len(self._threads) >= self.MAX_PENDING:
+            self._threads.popleft().join()
+        self._raise_failure()
+        previous = self._threads[-1] if self._threads else None
+        thread = threading.Thread(target=self._run, args=(previous, job, what, discard), name="regimen-writer")
+        self._threads.append(thread)
+        thread.start()
 
     def write(self, target: Path, write: Callable[[IO[bytes]], Any]) -> None:
         """Write ``target`` atomically as the next job: ``write`` fills its temporary file on the writer thread, so
@@ -112,16 +125,36 @@ class BackgroundWriter:
         self.submit(lambda: put_in_place(write_temporary(target, write), target), str(target))
 
     def wait(self) -> None:
-        """Return once no write is under way; raise RuntimeError if the last one failed."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"writing {self._what} failed: {type(error).__name__}: {error}") from error
+        """Return once every job submitted has finished; raise RuntimeError if one failed."""
+        while self._threads:
+            self._threads.popleft().join()
+        self._raise_failure()
 
-    def _run(self, write: Callable[[], None]) -> None:
+    def _raise_failure(self) -> None:
+        if self._failure is None:
+            return
+        while self._threads:  # every job after the failed one has seen the failure and been skipped
+            self._threads.popleft().join()
+        (error, what), self._failure = self._failure, None
+        raise RuntimeError(f"writing {what} failed: {type(error).__name__}: {error}") from error
+
+    def _run(
+        self,
+        previous: threading.Thread | None,
+        job: Callable[[], None],
+        what: str,
+        discard: Callable[[], None] | None,
+    ) -> None:
+        if previous is not None:
+            previous.join()
+        if self._failure is not None:  # a job before this one failed
+            if discard is not None:
+                try:
+                    discard()
+                except OSError:
+                    pass  # leftovers are removed at the next start
+            return
         try:
-            write()
+            job()
         except BaseException as error:  # handed to the training thread, which raises it
-            self._error = error
+            self._failure = (error, what)

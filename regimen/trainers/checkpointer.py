@@ -104,10 +104,11 @@ class Checkpointer(Registrable):
         write_in_background: bool = true
             Write a checkpoint's files before training goes on, then make them durable (fsync, which waits for
             the disk) and rename them into place on a background thread while training goes on; ``best.th``,
-            written from the trainer's copy of the best weights, is written on that thread too. One save at a
-            time: a save first waits for the one before it, and training waits for the last one before it ends
-            or stops on a signal. False does it all before training goes on. The files, their crash safety and
-            the memory used are the same either way.
+            written from the trainer's copy of the best weights, is written on that thread too. Saves are put
+            in place one at a time, in order (a save waits only when four are still under way), and training
+            waits for all of them before it ends or stops on a signal; when one fails, the saves after it are
+            dropped and training stops with the error. False does it all before training goes on. The files,
+            their crash safety and the memory used are the same either way.
     Giving an AllenNLP 1.x key together with its replacement is an error.
 
     Given by the trainer, not written in the config: ``serialization_dir`` (the directory of the run).
@@ -238,12 +239,18 @@ class Checkpointer(Registrable):
             except BaseException:
                 training.unlink(missing_ok=True)
                 raise
-        try:
-            self._writer.submit(lambda: self._put_in_place(position, training, model), f"checkpoint {model_path.name}")
-        except BaseException:  # the save before failed: this one is not put in place either
+
+        def discard() -> None:
             for temporary in (training, model):
                 if isinstance(temporary, Path):
                     temporary.unlink(missing_ok=True)
+
+        try:
+            self._writer.submit(
+                lambda: self._put_in_place(position, training, model), f"checkpoint {model_path.name}", discard
+            )
+        except BaseException:  # a save before failed: this one is not put in place either
+            discard()
             raise
         self._last_save_time = time.monotonic()
 

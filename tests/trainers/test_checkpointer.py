@@ -202,6 +202,20 @@ def test_a_checkpoint_of_the_state_given_as_best_links_its_model_file_to_best_th
 
 
 @pytest.mark.parametrize("background", [True, False])
+def test_a_checkpoint_linked_to_a_best_th_that_failed_is_not_put_in_place(tmp_path, background):
+    checkpointer = build(tmp_path, {"write_in_background": background})
+    save(checkpointer, (1, 0))
+    (tmp_path / "best.th").mkdir()  # best.th cannot be put in place: the checkpoint of its weights must not be either
+    best = {"weight": torch.ones(3, 2)}
+    with pytest.raises(Exception, match=r"best\.th"):  # at the save or at the wait, in the background or not
+        checkpointer.save_best_model(best)
+        checkpointer.save_checkpoint(StandInTrainer(model_state=best), 2, 0)
+        checkpointer.wait()
+    checkpointer.wait()
+    assert names(tmp_path) == ["best.th", *pair(1, 0)]  # no second checkpoint and no temporary file
+
+
+@pytest.mark.parametrize("background", [True, False])
 def test_a_save_that_fails_midway_leaves_no_files_and_the_previous_checkpoint_intact(tmp_path, background):
     checkpointer = build(tmp_path, {"write_in_background": background})
     save(checkpointer, (1, 0))
