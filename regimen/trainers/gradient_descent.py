@@ -32,7 +32,7 @@ from regimen.trainers.callbacks.defaults import gather_callbacks
 from regimen.trainers.checkpointer import Checkpointer
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
-from regimen.trainers.loss_totals import LossTotals, RunningMetrics
+from regimen.trainers.loss_totals import LossTotals, RunningMetrics, restore_running_sums, running_sums
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
@@ -161,6 +161,7 @@ class GradientDescentTrainer(Trainer):
         self._best = BestWeights(serialization_dir, checkpointer, self._writer, writes=self._primary)
         self._last_metrics: dict[str, Any] = {}
         self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
+        self._summed: dict[str, Any] | None = None  # the running sums over every worker, for that checkpoint
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
 
     @classmethod
@@ -351,13 +352,15 @@ class GradientDescentTrainer(Trainer):
             raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
 
     def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
-        """Every worker's RNG state goes into the checkpoint, which the primary writes (made durable in the
-        background unless ``stopping``) while the others wait."""
+        """Every worker's RNG state and the epoch's running sums over all workers go into the checkpoint, which
+        the primary writes (made durable in the background unless ``stopping``) while the others wait."""
         self._rng_states = self._dist.gather_objects(rng_state())
+        self._summed = running_sums(self._totals, self.model, self._dist)
         if self._primary:
             self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
             if stopping:
                 self._wait_for_writes()
+        self._rng_states = self._summed = None
         self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
@@ -494,7 +497,7 @@ class GradientDescentTrainer(Trainer):
             "total_steps": self._total_steps,
             "epochs_completed": self._epochs_completed,
             "batches_in_epoch": self._batches_in_epoch,
-            "loss_totals": self._totals.state_dict(),
+            **(self._summed or running_sums(self._totals, self.model)),  # over every worker; the primary resumes them
             "last_metrics": self._last_metrics,
             "callbacks": [callback.state_dict() for callback in self._callbacks],
             "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
@@ -532,7 +535,7 @@ class GradientDescentTrainer(Trainer):
             callback.load_state_dict(state)
         self._total_steps = training_state["total_steps"]
         self._epochs_completed = training_state["epochs_completed"]
-        self._totals.load_state_dict(training_state["loss_totals"])
+        restore_running_sums(training_state, self._totals, self.model, self._primary)
         self._last_metrics = training_state["last_metrics"]
         self._best.load(self.device)
         set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))

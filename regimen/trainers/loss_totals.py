@@ -1,4 +1,4 @@
-"""LossTotals: the running sums of the losses over an epoch or a validation."""
+"""LossTotals: the running sums of the losses over an epoch or a validation, and how checkpoints keep them."""
 
 from __future__ import annotations
 
@@ -64,6 +64,27 @@ class LossTotals:
         values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
         values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
         return values
+
+
+def running_sums(totals: LossTotals, model: Model, distributed: Distributed | None = None) -> dict[str, Any]:
+    """For a checkpoint: the epoch's loss totals and the model's ``metric_state()`` counters so far, as copies
+    summed over the workers of ``distributed`` (every worker calls this together; None: this worker's own)."""
+    counters = [counter.clone() for counter in model.metric_state()]
+    if distributed is not None:
+        totals = totals.reduced(distributed)
+        if counters:
+            distributed.all_reduce_sum_(counters)
+    return {"loss_totals": totals.state_dict(), "metric_state": counters}
+
+
+def restore_running_sums(state: Mapping[str, Any], totals: LossTotals, model: Model, primary: bool) -> None:
+    """Take up what `running_sums` saved: the primary carries the sums of every worker's batches so far, and the
+    other workers start theirs afresh, so the epoch's sums over the workers come out whole, whatever their
+    number. (A checkpoint from before ``metric_state`` was saved holds the counters in the model's state only.)"""
+    if primary:
+        totals.load_state_dict(state["loss_totals"])
+    for counter, saved in zip(model.metric_state(), state.get("metric_state", [])):
+        counter.copy_(saved if primary else torch.zeros_like(saved))
 
 
 class RunningMetrics(Mapping[str, float]):

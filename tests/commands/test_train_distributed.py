@@ -157,6 +157,36 @@ def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path)
     assert all(torch.equal(final[name], reference_final[name]) for name in final)
 
 
+def test_a_run_killed_mid_epoch_recovers_with_every_worker_s_sums_for_that_epoch(tmp_path):
+    # 50 batches of 8, 25 steps per worker and epoch; checkpoints every 2 batches and none at epoch ends, so the
+    # newest checkpoint is always in the middle of an epoch.
+    checkpointer = {"save_every_num_batches": 2, "save_completed_epochs": False}
+    changes = overrides(**{"trainer.num_epochs": 30, "trainer.checkpointer": checkpointer, **TWO_WORKERS})
+    reference = tmp_path / "reference"
+    assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
+    directory = tmp_path / "killed"
+    command = [sys.executable, "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", changes]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(directory.glob("model_state_e2_*.th")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # no chance to save anything more
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    result = run_cli("train", CONFIG, "-s", str(directory), "-o", changes, "--recover")
+    assert result.returncode == 0, result.stderr
+    assert "resuming after 2 epochs" in (directory / "out_worker0.log").read_text()
+    # The epoch resumed in its middle reports the loss and accuracy of both workers' batches, as without the kill.
+    for epoch in range(30):
+        name = f"metrics_epoch_{epoch}.json"
+        assert json.loads((directory / name).read_text()) == json.loads((reference / name).read_text()), name
+    best, reference_best = (torch.load(d / "best.th", weights_only=True) for d in (directory, reference))
+    assert all(torch.equal(best[name], reference_best[name]) for name in best)
+
+
 def test_a_two_worker_run_started_by_torchrun(tmp_path):
     directory = tmp_path / "run"
     command = [
