@@ -128,11 +128,9 @@ def test_a_single_worker_distributed_block_is_refused():
     assert "distributed.cuda_devices: [-1] on 1 node is a single worker" in result.stderr
 
 
-def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path):
-    changes = overrides(**{"trainer.num_epochs": 8, **TWO_WORKERS})
-    reference = tmp_path / "reference"
-    assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
-    directory = tmp_path / "interrupted"
+def start_until_epoch_2(directory: Path, changes: str) -> subprocess.Popen:
+    """``regimen train`` in its own session (so that a signal reaches every worker), once it has saved a checkpoint
+    in epoch 2."""
     command = [sys.executable, "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", changes]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
@@ -141,6 +139,15 @@ def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path)
     deadline = time.monotonic() + 120
     while not list(directory.glob("model_state_e2_*.th")) and time.monotonic() < deadline:
         time.sleep(0.02)
+    return process
+
+
+def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path):
+    changes = overrides(**{"trainer.num_epochs": 8, **TWO_WORKERS})
+    reference = tmp_path / "reference"
+    assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
+    directory = tmp_path / "interrupted"
+    process = start_until_epoch_2(directory, changes)
     os.killpg(process.pid, signal.SIGTERM)  # as Ctrl-C or SLURM do: every process of the job gets it
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr
@@ -165,14 +172,7 @@ def test_a_run_killed_mid_epoch_recovers_with_every_worker_s_sums_for_that_epoch
     reference = tmp_path / "reference"
     assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
     directory = tmp_path / "killed"
-    command = [sys.executable, "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", changes]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    deadline = time.monotonic() + 120
-    while not list(directory.glob("model_state_e2_*.th")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = start_until_epoch_2(directory, changes)
     os.killpg(process.pid, signal.SIGKILL)  # no chance to save anything more
     process.communicate(timeout=120)
     assert process.returncode == -signal.SIGKILL
