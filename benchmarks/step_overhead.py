@@ -199,7 +199,7 @@ def render(data: dict[str, Any]) -> str:
         "Peak memory is the worker's ru_maxrss (imports included). Final loss: the mean training loss of the "
         f"final weights; '=' is ✓ when it is within {LOSS_TOLERANCE:g} (relative) of the hand-written loop's. "
         "The regimen and Lightning rows train the hand-written loop's network; the mlp_classifier row uses "
-        "regimen's built-in model (same weights, plus softmax, an accuracy metric and a Dropout(0) layer).",
+        "regimen's built-in model (same weights, plus softmax and an accuracy metric).",
         "",
     ]
     for name, result in data["workloads"].items():
