@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ class BestWeights:
 
     def update(self, model_state: Mapping[str, Any], step: int) -> None:
         """``model_state`` is the best so far, at optimizer step ``step``: keep a copy and write it as best.th."""
-        self._state = {key: value.detach().clone() for key, value in model_state.items()}
+        copy = OrderedDict((key, value.detach().clone()) for key, value in model_state.items())
+        metadata = getattr(model_state, "_metadata", None)
+        if metadata is not None:  # the modules' versions, which load_state_dict reads, kept as state_dict() keeps them
+            copy._metadata = metadata
+        self._state = copy
         self._step = step
         if not self._writes:
             return

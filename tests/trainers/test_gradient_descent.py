@@ -593,6 +593,8 @@ def test_the_checkpoint_at_the_best_epoch_shares_its_model_file_with_best_th(tmp
         assert same_weights(load_weights(model_file), weights)  # every checkpoint holds its own epoch's weights
         assert os.path.samefile(model_file, tmp_path / "best.th") == (epoch == best_epoch)
     assert same_weights(load_weights(tmp_path / "best.th"), recorder.weights[best_epoch])
+    # Both hold what state_dict() gives, the modules' versions included (load_state_dict reads them).
+    assert load_weights(tmp_path / "best.th")._metadata == trainer.model.state_dict()._metadata
 
 
 def test_weights_changed_after_the_best_validation_are_checkpointed_as_changed(tmp_path):
