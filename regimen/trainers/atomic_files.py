@@ -41,7 +41,7 @@ def write_temporary(target: Path, write: Callable[[IO[bytes]], Any]) -> Path:
 
     The file is not yet durable: `put_in_place` makes it so. If ``write`` fails, the file is removed.
     """
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    temporary = _temporary_name(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         with os.fdopen(os.open(temporary, flags, 0o666), "wb") as file:
@@ -55,7 +55,7 @@ def write_temporary(target: Path, write: Callable[[IO[bytes]], Any]) -> Path:
 def link_temporary(target: Path, source: Path) -> Path | None:
     """A new temporary name beside ``target`` for the file ``source`` (a hard link: no bytes are copied), or
     None where the file system cannot link it (then write the file instead)."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    temporary = _temporary_name(target)
     try:
         os.link(source, temporary)
     except OSError:  # no hard links here (some network and FUSE file systems), or source is gone
@@ -73,6 +73,11 @@ def put_in_place(temporary: Path, target: Path) -> None:
         raise
     if os.name != "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
         _fsync(target.parent, os.O_RDONLY)
+
+
+def _temporary_name(target: Path) -> Path:
+    """``.NAME.<16 hex digits>.tmp`` beside ``target``: hidden, never a checkpoint's name, unique per write."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
 
 
 def _fsync(path: Path, flags: int) -> None:

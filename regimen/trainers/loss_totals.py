@@ -67,8 +67,9 @@ class LossTotals:
 
 
 def running_sums(totals: LossTotals, model: Model, distributed: Distributed | None = None) -> dict[str, Any]:
-    """For a checkpoint: the epoch's loss totals and the model's ``metric_state()`` counters so far, as copies
-    summed over the workers of ``distributed`` (every worker calls this together; None: this worker's own)."""
+    """For a checkpoint: the epoch's loss totals and the model's ``metric_state()`` counters so far, summed over
+    the workers of ``distributed`` (every worker calls this together; None or a single worker: this worker's own).
+    The counters are copies; a single worker's totals are its live tensors, so save them before the next step."""
     counters = [counter.clone() for counter in model.metric_state()]
     if distributed is not None:
         totals = totals.reduced(distributed)
