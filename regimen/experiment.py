@@ -130,8 +130,9 @@ class TrainModel(Experiment):
     Registered as an `Experiment` with name "default" (used when the config has no top-level ``type``).
 
     Config keys (the top level of an experiment file):
-    - `dataset_reader` (DatasetReader, required): reads the data files into instances.
-    - `train_data_path` (str, required): the training data file.
+    - `dataset_reader` (DatasetReader, required): reads the data into instances.
+    - `train_data_path` (str, required): the training data, handed to the reader as written (a file, a URL, or
+      whatever the reader reads: a directory, a glob, a dataset name).
     - `data_loader` (DataLoader, required): batches the training data (``{"batch_size": 32, "shuffle": true}``).
     - `model` (Model, required): the model to train.
     - `trainer` (Trainer, "gradient_descent"): how to train it.
@@ -147,8 +148,9 @@ class TrainModel(Experiment):
     - `include_in_archive` (list[str], null): globs of files in the serialization directory to add to
       ``model.tar.gz``.
 
-    ``serialization_dir`` is given by the command, not written in the config. Data files are checked to exist
-    when the config is read.
+    ``serialization_dir`` is given by the command, not written in the config. Each data path is checked by its
+    reader's ``check_data_path`` when the config is read: for readers of local files (``csv``, ``jsonl``) a path
+    that is neither an existing file nor a URL is an error naming the key, before anything is trained.
     """
 
     def __init__(
@@ -170,12 +172,13 @@ class TrainModel(Experiment):
         include_in_archive: list[str] | None = None,
         serialization_dir: str | None = None,
     ) -> None:
+        evaluation_reader = validation_dataset_reader or dataset_reader
         errors = [
-            _missing_file(key, path)
-            for key, path in (
-                ("train_data_path", train_data_path),
-                ("validation_data_path", validation_data_path),
-                ("test_data_path", test_data_path),
+            _data_path_error(key, reader, path)
+            for key, reader, path in (
+                ("train_data_path", dataset_reader, train_data_path),
+                ("validation_data_path", evaluation_reader, validation_data_path),
+                ("test_data_path", evaluation_reader, test_data_path),
             )
         ]
         if evaluate_on_test and test_data_path is None:
@@ -257,10 +260,10 @@ def seed_everything(random_seed: int | None, numpy_seed: int | None, pytorch_see
         torch.manual_seed(pytorch_seed)  # seeds every CUDA device too
 
 
-def _missing_file(key: str, path: str | None) -> ConfigurationError | None:
-    if path is None or Path(path).exists():
-        return None
-    return ConfigurationError(f"file not found: {path} (relative paths are read from {Path.cwd()})", key=key)
+def _data_path_error(key: str, reader: DatasetReader, path: str | None) -> ConfigurationError | None:
+    """The reader's early error for the data path at ``key``, placed at that key; the reader owns the rule."""
+    error = None if path is None else reader.check_data_path(path)
+    return None if error is None else error.located(key)
 
 
 def train_model(

@@ -18,6 +18,9 @@ import torch
 from regimen.models.archival import CONFIG_NAME, META_NAME
 from regimen.registry import ConfigurationError, Params
 from regimen.registry.params import write_json_atomically
+from regimen.trainers.preemption import TrainingPreempted
+
+logger = logging.getLogger(__name__)
 
 LOG_NAME = "out.log"
 METRICS_NAME = "metrics.json"
@@ -113,13 +116,22 @@ def _regimen_version() -> str:
 
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
-    """Copy every log record to ``path`` (appending) while the context is open."""
+    """Copy every log record to ``path`` (appending) while the context is open. An exception leaving the context
+    (a crash, not a pre-emption stop) is written there with its traceback too, so the file tells how the run
+    ended; the console gets it from the command."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         yield
+    except Exception as error:
+        if not isinstance(error, TrainingPreempted):
+            record = logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 0, "the run failed: %s", (error,), sys.exc_info()
+            )
+            handler.handle(record)  # to the file only
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()

@@ -58,7 +58,8 @@ def test_the_experiment_checks_its_own_keys_together(tmp_path):
         build_experiment(params, tmp_path / "run")
     messages = [str(error) for error in info.value.errors]
     assert messages == [
-        f"train_data_path: file not found: {tmp_path / 'missing.csv'} (relative paths are read from {Path.cwd()})",
+        f'train_data_path: file not found: {tmp_path / "missing.csv"} (read by the "csv" reader, which reads a '
+        f"local file or a URL; relative paths are read from {Path.cwd()})",
         "evaluate_on_test: is true but there is no test_data_path",
         "include_in_archive: ['weights.th'] would overwrite the archive's own files",
     ]

@@ -1,10 +1,9 @@
-"""The ``evaluate`` command: a trained model's metrics (and optionally its outputs) on a data file."""
+"""The ``evaluate`` command: a trained model's metrics (and optionally its outputs) on a data path."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from regimen.commands.subcommand import Subcommand, add_common_arguments
 from regimen.registry import ConfigurationError
@@ -12,20 +11,23 @@ from regimen.registry import ConfigurationError
 
 @Subcommand.register("evaluate")
 class Evaluate(Subcommand):
-    """Evaluate an archive (``model.tar.gz``, or a run directory) on a data file read as its validation data was.
+    """Evaluate an archive (``model.tar.gz``, or a run directory) on data read as its validation data was.
 
     The data is read with the archived config's ``validation_dataset_reader`` (else ``dataset_reader``) and
-    batched with its ``validation_data_loader`` (else ``data_loader``) config, in file order. Prints the metrics
-    as JSON; ``--output-file`` writes them too, ``--predictions-output-file`` writes one JSON line per instance
-    with the model's outputs.
+    batched with its ``validation_data_loader`` (else ``data_loader``) config, in file order. The input is handed
+    to the reader as given (a file, a URL, or whatever the reader reads), after the reader's ``check_data_path``,
+    as the experiment's data paths are. Prints the metrics as JSON; ``--output-file`` writes them too,
+    ``--predictions-output-file`` writes one JSON line per instance with the model's outputs.
     """
 
-    description = "Evaluate a trained model (model.tar.gz or a run directory) on a data file."
+    description = "Evaluate a trained model (model.tar.gz or a run directory) on a data path."
 
     def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
         subparser = parser.add_parser("evaluate", description=self.description, help=self.description)
         subparser.add_argument("archive_file", help="model.tar.gz, or a run's serialization directory")
-        subparser.add_argument("input_file", help="the data file to evaluate on")
+        subparser.add_argument(
+            "input_file", help="the data to evaluate on: a file, a URL, or whatever the archived reader reads"
+        )
         subparser.add_argument("--output-file", help="write the metrics to this JSON file")
         subparser.add_argument("--predictions-output-file", help="write one JSON line of outputs per instance")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="the CUDA device (default -1: the CPU)")
@@ -42,8 +44,6 @@ class Evaluate(Subcommand):
         from regimen.trainers.evaluation import evaluate
         from regimen.trainers.trainer import resolve_device
 
-        if not Path(args.input_file).is_file():
-            raise ConfigurationError(f"input file not found: {args.input_file}")
         if args.batch_size is not None and args.batch_size < 1:
             raise ConfigurationError(f"--batch-size must be positive, got {args.batch_size}")
         device = resolve_device(args.cuda_device)
@@ -51,6 +51,9 @@ class Evaluate(Subcommand):
         config = archive.config
         reader_params = config.get("validation_dataset_reader") or config.get("dataset_reader")
         reader = DatasetReader.from_params(reader_params.duplicate())
+        error = reader.check_data_path(args.input_file)
+        if error is not None:
+            raise error.located("input_file")
         loader_params = (config.get("validation_data_loader") or config.get("data_loader")).duplicate()
         for key in ("shuffle", "batches_per_epoch"):  # file order, one pass: predictions line up with the input
             loader_params.pop(key, None)

@@ -3,7 +3,7 @@
 from regimen.data.batch_sampler import BatchSampler, BucketBatchSampler
 from regimen.data.collate import collate
 from regimen.data.data_loader import DataLoader, DefaultDataLoader
-from regimen.data.dataset_reader import DatasetReader, Instance
+from regimen.data.dataset_reader import DatasetReader, Instance, cached_data_path, open_data_file
 from regimen.data.readers import CsvReader, JsonLinesReader
 
 __all__ = [
@@ -15,5 +15,7 @@ __all__ = [
     "DefaultDataLoader",
     "Instance",
     "JsonLinesReader",
+    "cached_data_path",
     "collate",
+    "open_data_file",
 ]

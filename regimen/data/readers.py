@@ -30,6 +30,11 @@ class CsvReader(DatasetReader):
     file and the columns it has; a row with the wrong number of fields or a value that does not parse is a
     ValueError naming ``file:line`` and the column.
 
+    The data path is a local file or a URL (``http(s)://``, ``s3://``, ``gs://``, ``hf://``): a URL is downloaded
+    once into the cache ``$REGIMEN_CACHE_ROOT`` (default ``~/.cache/regimen``) and read from there afterwards, also
+    when the server can no longer be reached. A local file that does not exist is reported, naming the config key,
+    before anything is trained.
+
     Config keys:
         label_column: str | null = "label"
             The column holding the label; null reads features only.
@@ -42,6 +47,8 @@ class CsvReader(DatasetReader):
         max_instances: int | null = null
             Read at most this many rows; null reads them all.
     """
+
+    reads_local_files = True
 
     def __init__(
         self,
@@ -152,12 +159,17 @@ class JsonLinesReader(DatasetReader):
     A line that is not valid JSON, or not an object, is a ValueError naming ``file:line``. A field listed in
     ``fields`` that a line lacks is a ConfigurationError naming ``file:line`` and the keys the line has.
 
+    The data path is a local file or a URL, cached as the ``csv`` reader's is (in ``$REGIMEN_CACHE_ROOT``, default
+    ``~/.cache/regimen``).
+
     Config keys:
         fields: list[str] | null = null
             Keep only these keys of each object; null keeps every key.
         max_instances: int | null = null
             Read at most this many lines; null reads them all.
     """
+
+    reads_local_files = True
 
     def __init__(self, fields: list[str] | None = None, max_instances: int | None = None) -> None:
         errors = [max_instances_error(max_instances)]

@@ -155,12 +155,22 @@ def _pop_argument(owner: Any, name: str, annotation: Any, default: Any, params: 
 
 
 def init_defaults(cls: type) -> dict[str, Any]:
-    """The defaults of ``cls.__init__``, read from its signature (so that they are written only once)."""
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-    }
+    """The defaults of ``cls.__init__``, read from its signature (so that they are written only once).
+
+    An ``__init__`` taking ``**kwargs`` hands them to its superclass, so the first FromParams superclass's
+    defaults are added (the subclass's own win), as ``constructor_parameters`` reads the config keys.
+    """
+    defaults: dict[str, Any] = {}
+    owner: type | None = cls
+    while owner is not None:
+        parameters = inspect.signature(owner.__init__).parameters.values()
+        for parameter in parameters:
+            if parameter.default is not _EMPTY:
+                defaults.setdefault(parameter.name, parameter.default)
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+            break
+        owner = _first_from_params_superclass(owner)
+    return defaults
 
 
 def constructor_parameters(constructor: Callable[..., Any], owner: Any) -> tuple[dict[str, tuple[Any, Any]], bool]:

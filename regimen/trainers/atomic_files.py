@@ -11,15 +11,18 @@ training goes on.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def save_atomically(obj: Any, path: str | os.PathLike) -> None:
@@ -163,3 +166,16 @@ class BackgroundWriter:
             job()
         except BaseException as error:  # handed to the training thread, which raises it
             self._failure = (error, what)
+
+
+def wait_for_writers(writers: Iterable[Any], quietly: bool = False) -> None:
+    """Wait for each writer (anything with ``wait()``, None skipped) until its files are durable and in place.
+    A failed write raises; with ``quietly`` (cleaning up after another error) it is only logged."""
+    for writer in writers:
+        try:
+            if writer is not None:
+                writer.wait()
+        except Exception as error:
+            if not quietly:
+                raise
+            logger.error("%s", error)

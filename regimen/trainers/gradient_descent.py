@@ -21,18 +21,22 @@ from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.from_params import init_defaults
 from regimen.registry.values import check_positive
 from regimen.trainers.agreement import Agreement
-from regimen.trainers.atomic_files import BackgroundWriter
+from regimen.trainers.atomic_files import BackgroundWriter, wait_for_writers
 from regimen.trainers.best_weights import BestWeights
 from regimen.trainers.callbacks import (
     TensorBoardCallback,
     TrainerCallback,
 )
-from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, LegacyCallbacks
+from regimen.trainers.callbacks.backward import backward_by_callbacks
+from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, overriding
 from regimen.trainers.callbacks.defaults import gather_callbacks
+from regimen.trainers.checkpointed_state import CheckpointedState
 from regimen.trainers.checkpointer import Checkpointer
 from regimen.trainers.distributed import Distributed
+from regimen.trainers.divergence import divergence_error
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
-from regimen.trainers.loss_totals import LossTotals, RunningMetrics, restore_running_sums, running_sums
+from regimen.trainers.legacy_keys import CHECKPOINTER_KEYS, TENSORBOARD_KEYS, gather_configured_callbacks, moved_keys
+from regimen.trainers.loss_totals import LossTotals, RunningMetrics, running_sums
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
@@ -42,17 +46,16 @@ from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
 from regimen.trainers.progress import Progress
-from regimen.trainers.random_state import rng_state, set_rng_state, worker_rng_state
+from regimen.trainers.random_state import rng_state
 from regimen.trainers.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-_STATE_VERSION = 1  # of the training state in checkpoints; raise it when its layout changes
 _FINITE_CHECK_EVERY = 50  # optimizer steps between checks that the training loss is finite
 
 
 @Trainer.register("gradient_descent", constructor="from_partial_objects")
-class GradientDescentTrainer(Trainer):
+class GradientDescentTrainer(CheckpointedState, Trainer):
     """Trains a model by gradient descent over the batches of a data loader, validating as it goes.
 
     Registered as a `Trainer` with name "gradient_descent" (the default).
@@ -69,6 +72,12 @@ class GradientDescentTrainer(Trainer):
     - `callbacks` (list[TrainerCallback], []), `batch_callbacks` / `epoch_callbacks` (AllenNLP 1.x, []),
       `enable_default_callbacks` (bool, true: adds `console_logger`); AllenNLP 1.x's `tensorboard_writer`
       (TensorBoardCallback keys) is read as a `tensorboard` callback with a deprecation note.
+    - AllenNLP 0.9's trainer-level keys, each read where it moved with one deprecation note:
+      `num_serialized_models_to_keep`, `keep_serialized_model_every_num_seconds`, `model_save_interval` (int /
+      int / float, null) as the checkpointer's `keep_most_recent_by_count` (negative: keep all),
+      `keep_most_recent_by_age` and `save_every_num_seconds`; `summary_interval`, `histogram_interval`,
+      `should_log_parameter_statistics`, `should_log_learning_rate`, `log_batch_size_period` (null) as those of a
+      `tensorboard` callback (`log_batch_size_period` as `batch_size_interval`), added for them.
     - `num_gradient_accumulation_steps` (int, 1): batches per optimizer step; a final partial group still steps.
     - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
     - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
@@ -159,7 +168,12 @@ class GradientDescentTrainer(Trainer):
         self._totals = LossTotals()
         self._writer = BackgroundWriter()  # the metrics files and best.th (without a checkpointer)
         self._best = BestWeights(serialization_dir, checkpointer, self._writer, writes=self._primary)
-        self._last_metrics: dict[str, Any] = {}
+        self._last_metrics: dict[str, Any] = {}  # the newest training and validation metrics
+        self._epoch_validation: dict[str, Any] = {}  # the current epoch's last step validation
+        # AllenNLP's name: callbacks (should_validate_callback) switch the validation of the coming epoch off.
+        self._should_validate_this_epoch = True
+        self._batch_callbacks: list[TrainerCallback] = []
+        self._backward_callbacks: list[TrainerCallback] = []
         self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
         self._summed: dict[str, Any] | None = None  # the running sums over every worker, for that checkpoint
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
@@ -180,9 +194,20 @@ class GradientDescentTrainer(Trainer):
         checkpointer: Lazy[Checkpointer] | None = Lazy(Checkpointer),
         no_grad: list[str] | None = None,
         serialization_dir: str | None = None,
+        num_serialized_models_to_keep: int | None = None,
+        keep_serialized_model_every_num_seconds: int | None = None,
+        model_save_interval: float | None = None,
+        summary_interval: int | None = None,
+        histogram_interval: int | None = None,
+        should_log_parameter_statistics: bool | None = None,
+        should_log_learning_rate: bool | None = None,
+        log_batch_size_period: int | None = None,
         **kwargs: Any,
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
+        era_keys = locals()  # AllenNLP 0.9's trainer-level keys go where they moved
+        checkpointer_keys = moved_keys(era_keys, CHECKPOINTER_KEYS, "checkpointer", checkpointer)
+        tensorboard_keys = moved_keys(era_keys, TENSORBOARD_KEYS, "tensorboard_writer", tensorboard_writer)
         defaults = init_defaults(cls)
         if kwargs.get("distributed") is not None:  # the schedules count this worker's steps
             data_loader = kwargs["distributed"].shard(data_loader)
@@ -198,13 +223,14 @@ class GradientDescentTrainer(Trainer):
             "num_epochs": num_epochs,
             "num_steps_per_epoch": steps_per_epoch,
         }
-        callbacks = list(callbacks or [])
-        if tensorboard_writer is not None:
-            logger.warning("trainer.tensorboard_writer is deprecated: write it as a 'tensorboard' entry of callbacks")
-            callbacks.append(tensorboard_writer)
-        built_callbacks = [callback.construct(serialization_dir=serialization_dir) for callback in callbacks]
-        if batch_callbacks or epoch_callbacks:
-            built_callbacks.append(LegacyCallbacks(batch_callbacks or [], epoch_callbacks or []))
+        built_callbacks = gather_configured_callbacks(
+            callbacks or [],
+            batch_callbacks or [],
+            epoch_callbacks or [],
+            tensorboard_writer,
+            tensorboard_keys,
+            serialization_dir,
+        )
         return cls(
             model=model,
             optimizer=built_optimizer,
@@ -214,11 +240,16 @@ class GradientDescentTrainer(Trainer):
             moving_average=moving_average and moving_average.construct(parameters=parameters),
             callbacks=built_callbacks,
             serialization_dir=serialization_dir,
-            checkpointer=checkpointer.construct(serialization_dir=serialization_dir)
+            checkpointer=checkpointer.construct(serialization_dir=serialization_dir, **checkpointer_keys)
             if checkpointer is not None and serialization_dir is not None
             else None,
             **kwargs,
         )
+
+    @property
+    def _scaler(self) -> torch.amp.GradScaler | None:
+        """AllenNLP's name for the float16 gradient scaler (None without one), for callbacks written for AllenNLP."""
+        return self._precision.scaler
 
     # ---- the run, top to bottom --------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -234,11 +265,10 @@ class GradientDescentTrainer(Trainer):
                 if self._serialization_dir is not None and self._primary:
                     Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
                 start_batch = self._restore_checkpoint()
-                # Only the callbacks that do something after a batch are called after every batch.
-                self._batch_callbacks = [c for c in self._callbacks if type(c).on_batch is not TrainerCallback.on_batch]
+                # Only the callbacks that do something after a batch (or do the backward pass) are called per batch.
+                self._batch_callbacks = overriding(self._callbacks, "on_batch")
+                self._backward_callbacks = overriding(self._callbacks, "on_backward")
                 self._call_callbacks("on_start", self, is_primary=self._primary)
-                if self._total_steps == 0:
-                    self._call_callbacks("on_epoch", self, metrics={}, epoch=-1, is_primary=self._primary)
                 first_epoch = self._epochs_completed
                 while not self._finished():
                     if self._train_epoch(self._epochs_completed, start_batch):
@@ -250,25 +280,15 @@ class GradientDescentTrainer(Trainer):
             return metrics
         finally:
             self._progress.close()
-            self._wait_for_writes_quietly()
+            self._wait_for_writes(quietly=True)
             self._call_callbacks(
                 "on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary
             )
 
-    def _wait_for_writes(self) -> None:
-        """Return once the files written in the background are durable and in place; raise if one failed."""
-        if self._checkpointer is not None:
-            self._checkpointer.wait()
-        self._writer.wait()
-
-    def _wait_for_writes_quietly(self) -> None:
-        """After an error: let the files being written finish, and only log it if writing one failed too."""
-        for writer in (self._checkpointer, self._writer):
-            try:
-                if writer is not None:
-                    writer.wait()
-            except Exception as error:
-                logger.error("%s", error)
+    def _wait_for_writes(self, quietly: bool = False) -> None:
+        """Return once the files written in the background are durable and in place; raise if one failed (only
+        log it with ``quietly``, after an error)."""
+        wait_for_writers((self._checkpointer, self._writer), quietly)
 
     def _finished(self) -> bool:
         if self._metric_tracker.should_stop_early():
@@ -310,7 +330,7 @@ class GradientDescentTrainer(Trainer):
                     batch_grad_norm=grad_norm,
                 )
             if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
-                if self._validation_point(epoch, totals, f"step_{self._total_steps}"):
+                if self._should_validate_this_epoch and self._step_validation(epoch, totals):
                     return True
             if self._num_steps is not None and self._total_steps >= self._num_steps:
                 break
@@ -319,9 +339,7 @@ class GradientDescentTrainer(Trainer):
         self._check_finite(totals, epoch)
         self._epochs_completed = epoch + 1
         self._batches_in_epoch = 0
-        stop = False
-        if self._validate_every_num_steps is None and self._epochs_completed % self._validate_every_num_epochs == 0:
-            stop = self._validation_point(epoch, totals, f"epoch_{epoch}")
+        stop = self._end_epoch(epoch, totals)
         self._totals = LossTotals()
         self._save_after_step(self._epochs_completed, 0)
         return stop
@@ -334,10 +352,11 @@ class GradientDescentTrainer(Trainer):
         first, self._finite_until = self._finite_until, self._batches_in_epoch
         total = totals.sums.get("loss")
         if total is not None and not math.isfinite(float(total)):
-            raise ValueError(
-                f"the training loss became {float(total)} at epoch {epoch}, batches {first} to "
-                f"{max(first, self._batches_in_epoch - 1)}; lower the learning rate or check the data"
-            )
+            where = f"at epoch {epoch}, batches {first} to {max(first, self._batches_in_epoch - 1)}"
+            clipped = self._grad_norm is not None and not isinstance(self._grad_norm, bool)
+            clipped = clipped or self._grad_clipping is not None
+            float16 = self._precision.dtype == torch.float16
+            raise divergence_error(float(total), where, self.optimizer, clipped, float16)
 
     def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
@@ -366,7 +385,9 @@ class GradientDescentTrainer(Trainer):
     def _optimizer_step(
         self, group: tuple[dict[str, Any], ...], totals: LossTotals
     ) -> tuple[list[dict[str, Any]], float | None]:
-        """Backward over each batch of the group, then unscale, clip, schedule, step, average (in that order)."""
+        """Clear the last step's gradients, backward over each batch of the group, then unscale, clip, schedule,
+        step, average (in that order). The gradients stay until the next step, for callbacks (as in AllenNLP)."""
+        self.optimizer.zero_grad(set_to_none=True)
         outputs = []
         for batch in group[:-1]:
             with self._dist.no_sync(self._forward):  # workers average gradients once, in the last batch's backward
@@ -381,15 +402,18 @@ class GradientDescentTrainer(Trainer):
         self._precision.step(self.optimizer)
         if self._moving_average is not None:
             self._moving_average.apply(self._total_steps + 1)
-        self.optimizer.zero_grad(set_to_none=True)
         return outputs, grad_norm
 
     def _forward_backward(self, batch: dict[str, Any], totals: LossTotals, group_size: int) -> dict[str, Any]:
         """One training batch: forward, add its losses to the totals, backward its share of the step's loss."""
         output = self._run_batch(batch, for_training=True)
         totals.add(output)
-        loss = output["loss"]
-        self._precision.backward(loss / group_size if group_size > 1 else loss, self.optimizer)
+        loss = output["loss"] / group_size if group_size > 1 else output["loss"]
+        # A callback may do the backward pass itself (AllenNLP's on_backward); it sees the batch's share of the loss.
+        if not (
+            self._backward_callbacks and backward_by_callbacks(self, self._backward_callbacks, {**output, "loss": loss})
+        ):
+            self._precision.backward(loss, self.optimizer)
         return output
 
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
@@ -420,34 +444,63 @@ class GradientDescentTrainer(Trainer):
             torch.nn.utils.clip_grad_value_(self.model.parameters(), self._grad_clipping)
         return grad_norm
 
-    # ---- validation ------------------------------------------------------------------------------------------
-    def _validation_point(self, epoch: int, totals: LossTotals, name: str) -> bool:
-        """Validate, track, schedule and report; returns True when patience has run out."""
+    # ---- validation ----------------------------------------------------------------------------------------
+    def _end_epoch(self, epoch: int, totals: LossTotals) -> bool:
+        """After every epoch, in AllenNLP 2.10's order: the epoch's training metrics, validation when due, the
+        metrics file, the schedules, ``on_epoch``. Returns True when patience has run out."""
+        metrics = self._epoch_metrics(totals, "training_")  # read in training mode, then reset
+        score = None
+        if self._validate_every_num_steps is not None:  # this epoch's last step validation, if it had one
+            metrics.update(self._epoch_validation)
+            score = self._metric_tracker.current_score if self._epoch_validation else None
+        elif self._should_validate_this_epoch and self._epochs_completed % self._validate_every_num_epochs == 0:
+            metrics.update(self._track(epoch, metrics))
+            score = self._metric_tracker.current_score
+        self._epoch_validation = {}
+        metrics["best_epoch"] = self._metric_tracker.best_epoch
+        metrics["epoch"] = epoch
+        self._last_metrics.update(metrics)  # a validation's keys stay until the next validation
+        self._write_metrics(f"epoch_{epoch}", metrics)
+        if self._learning_rate_scheduler is not None:
+            self._learning_rate_scheduler.step(score)
+        if self._momentum_scheduler is not None:
+            self._momentum_scheduler.step(score)
+        self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
+        return self._out_of_patience()
+
+    def _step_validation(self, epoch: int, totals: LossTotals) -> bool:
+        """A validation after an optimizer step (``validate_every_num_steps``); True when patience has run out."""
         metrics = self._epoch_metrics(totals, "training_")
-        tracked = {key.removeprefix("training_"): value for key, value in metrics.items()}
+        self._epoch_validation = self._track(epoch, metrics)
+        metrics.update(self._epoch_validation, best_epoch=self._metric_tracker.best_epoch, epoch=epoch)
+        self._last_metrics.update(metrics)
+        self._write_metrics(f"step_{self._total_steps}", metrics)
+        return self._out_of_patience()
+
+    def _track(self, epoch: int, training_metrics: dict[str, Any]) -> dict[str, Any]:
+        """Validate (or, without validation data, take the training metrics), track the score and keep the best
+        weights; returns the ``validation_*`` and ``best_validation_*`` metrics."""
+        tracked = {key.removeprefix("training_"): value for key, value in training_metrics.items()}
+        metrics: dict[str, Any] = {}
         if self.validation_data_loader is not None:
-            validation = self._validate(epoch)
-            metrics.update({f"validation_{key}": value for key, value in validation.items()})
-            tracked = validation
+            tracked = self._validate(epoch)
+            metrics.update({f"validation_{key}": value for key, value in tracked.items()})
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             with self._averaged_weights():
                 self._best.update(self.model.state_dict(), self._total_steps)
         if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
             metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
-        metrics["best_epoch"] = self._metric_tracker.best_epoch
-        metrics["epoch"] = epoch
-        self._last_metrics = metrics
-        if self._learning_rate_scheduler is not None:
-            self._learning_rate_scheduler.step(self._metric_tracker.current_score)
-        if self._momentum_scheduler is not None:
-            self._momentum_scheduler.step(self._metric_tracker.current_score)
+        return metrics
+
+    def _write_metrics(self, name: str, metrics: dict[str, Any]) -> None:
         if self._serialization_dir is not None and self._primary:
             text = json.dumps(metrics, indent=4, default=float) + "\n"  # made durable in the background
             self._writer.write(
                 Path(self._serialization_dir) / f"metrics_{name}.json", lambda file: file.write(text.encode())
             )
-        self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
+
+    def _out_of_patience(self) -> bool:
         if self._metric_tracker.should_stop_early():
             logger.info("ran out of patience after %d validations without improvement", self._metric_tracker.patience)
             return True
@@ -469,8 +522,9 @@ class GradientDescentTrainer(Trainer):
                     self, [batch], [output], batch_metrics, epoch, number, False, is_primary=self._primary
                 )
         bar.close()
+        metrics = self._epoch_metrics(totals, "")  # in eval mode: models that report some metrics only then
         self.model.train()
-        return self._epoch_metrics(totals, "")
+        return metrics
 
     def _epoch_metrics(self, totals: LossTotals, prefix: str) -> dict[str, float]:
         """The losses and the model's metrics over all workers' batches; resets the model's metrics."""
@@ -488,61 +542,6 @@ class GradientDescentTrainer(Trainer):
             yield
         finally:
             self._moving_average.restore()
-
-    @contextmanager
-    def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """The model's state (moving-average weights swapped in while open) and the training state."""
-        training_state = {
-            "version": _STATE_VERSION,
-            "total_steps": self._total_steps,
-            "epochs_completed": self._epochs_completed,
-            "batches_in_epoch": self._batches_in_epoch,
-            **(self._summed or running_sums(self._totals, self.model)),  # over every worker; the primary resumes them
-            "last_metrics": self._last_metrics,
-            "callbacks": [callback.state_dict() for callback in self._callbacks],
-            "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
-            **{key: component.state_dict() for key, component in self._stateful_components().items()},
-        }
-        with self._averaged_weights():
-            yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), training_state
-
-    def _stateful_components(self) -> dict[str, Any]:
-        components = {
-            "optimizer": self.optimizer,
-            "metric_tracker": self._metric_tracker,
-            "learning_rate_scheduler": self._learning_rate_scheduler,
-            "momentum_scheduler": self._momentum_scheduler,
-            "moving_average": self._moving_average,
-            "precision": self._precision,
-            "checkpointer": self._checkpointer,
-        }
-        return {key: component for key, component in components.items() if component is not None}
-
-    def _restore_checkpoint(self) -> int:
-        """Continue from the newest complete checkpoint, if any; returns the batch to start the epoch at."""
-        loaded = self._checkpointer.load_checkpoint() if self._checkpointer is not None else None
-        if loaded is None:
-            return 0
-        model_state, training_state = loaded
-        if training_state.get("version") != _STATE_VERSION:
-            raise RuntimeError(f"cannot resume: training state version {training_state.get('version')} is unknown")
-        # The live weights first: the moving average's state restores them over the averaged ones saved here.
-        self.model.load_state_dict(model_state)
-        for key, component in self._stateful_components().items():
-            if key in training_state:
-                component.load_state_dict(training_state[key])
-        for callback, state in zip(self._callbacks, training_state["callbacks"]):
-            callback.load_state_dict(state)
-        self._total_steps = training_state["total_steps"]
-        self._epochs_completed = training_state["epochs_completed"]
-        restore_running_sums(training_state, self._totals, self.model, self._primary)
-        self._last_metrics = training_state["last_metrics"]
-        self._best.load(self.device)
-        set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
-        logger.info(
-            "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
-        )
-        return training_state["batches_in_epoch"]
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _batches(self, loader: Iterable[dict[str, Any]], epoch: int, start: int = 0) -> Iterable[dict[str, Any]]:

@@ -216,6 +216,16 @@ def _check_foreach_fused(foreach: bool | None, fused: bool | None) -> None:
         raise ConfigurationError('"foreach" and "fused" cannot both be true; set one of them', key="fused")
 
 
+# Optimizer types AllenNLP itself removed: a config naming one is told what replaced it (allennlp PR #3635).
+Optimizer.register_removed(
+    "bert_adam",
+    "AllenNLP 1.0",
+    'use "huggingface_adamw" with "correct_bias": false (pytorch_pretrained_bert\'s BertAdam did not correct the '
+    'bias; its weight decay default was 0.01) or "adamw"; BertAdam\'s "warmup" and "t_total" become a '
+    '"learning_rate_scheduler" such as "linear_with_warmup", and its "max_grad_norm" the trainer\'s "grad_norm"',
+)
+
+
 # ---- torch's optimizers -----------------------------------------------------------------------------------------
 @Optimizer.register("adam")
 class AdamOptimizer(Optimizer, torch.optim.Adam):
@@ -882,87 +892,161 @@ class HuggingfaceAdamWOptimizer(Optimizer, torch.optim.AdamW):
         return loss
 
 
-if hasattr(torch.optim, "Adafactor"):  # torch >= 2.5
+@Optimizer.register("huggingface_adafactor")
+class HuggingfaceAdafactorOptimizer(Optimizer, torch.optim.Optimizer):
+    """Adafactor as HuggingFace's ``transformers.Adafactor`` computes it, with its keys and defaults.
 
-    @Optimizer.register("huggingface_adafactor")
-    class HuggingfaceAdafactorOptimizer(Optimizer, torch.optim.Adafactor):
-        """Adafactor configured with HuggingFace's ``transformers.Adafactor`` keys, run by ``torch.optim.Adafactor``.
+    Each step of a parameter ``p`` with gradient ``g`` (HF's rule): ``u = g**2 + eps[0]`` is averaged with the
+    weight ``1 - step**decay_rate`` into the second moment, factored into row and column means for matrices;
+    the update ``g / sqrt(second moment)`` is divided by ``max(1, rms(update) / clip_threshold)`` and multiplied
+    by the step size ``lr`` (``min(0.01, 1/sqrt(step))`` with `relative_step`, ``min(1e-6 * step, 1/sqrt(step))``
+    with `warmup_init` too), times ``max(eps[1], rms(p))`` with `scale_parameter`; with `beta1` it is averaged
+    into a first moment; `weight_decay` subtracts ``weight_decay * step size * p``. ``eps[0]`` is added to the
+    squared gradient, so a gradient that is exactly zero (an unused embedding row) leaves its weights as they
+    are. With `relative_step` the optimizer's ``lr`` shows the relative step size last used and a learning-rate
+    scheduler has no effect, as in HF; to schedule the lr set `relative_step: false` and give `lr`.
 
-        torch's Adafactor always takes the relative step ``min(lr, 1/sqrt(step))`` scaled by the parameter's
-        root mean square. That is HF's default (``relative_step: true``, ``scale_parameter: true``,
-        ``warmup_init: false``, no ``lr``), which this maps exactly, with the cap 0.01 HF uses. Settings torch
-        cannot honour are errors, never ignored: a constant ``lr`` (``relative_step: false``),
-        ``scale_parameter: false``, ``warmup_init: true``, a first moment (``beta1``) and ``weight_decay`` (HF
-        scales it by the step size, torch by ``lr``). For those use "adafactor" with torch's own keys.
-        ``eps[0]`` stabilizes the update as in torch, which places it slightly differently from HF.
+    Registered as an `Optimizer` with name "huggingface_adafactor".
 
-        Registered as an `Optimizer` with name "huggingface_adafactor".
+    Config keys:
+    - `parameter_groups` (list, default null): per-parameter options, see the module docstring.
+    - `lr` (float or null, default null): the step size; required with `relative_step: false`, refused with
+      `relative_step: true` (HF refuses it too).
+    - `eps` ([float, float], default [1e-30, 0.001]): added to the squared gradient, and the smallest parameter
+      scale.
+    - `clip_threshold` (float, default 1.0): the largest root mean square of an update.
+    - `decay_rate` (float, default -0.8): the second moment's average weight is ``1 - step**decay_rate``.
+    - `beta1` (float or null, default null): decay rate of a first moment (null: none is kept).
+    - `weight_decay` (float, default 0.0): weight decay, scaled by the step size.
+    - `scale_parameter` (bool, default true): scale the step size by the parameter's root mean square.
+    - `relative_step` (bool, default true): use the relative step size instead of `lr`; the same for all groups.
+    - `warmup_init` (bool, default false): warm the relative step up from 1e-6; needs `relative_step`; the same
+      for all groups.
+    """
 
-        Config keys:
-        - `parameter_groups` (list, default null): per-parameter options, see the module docstring.
-        - `lr` (float or null, default null): must stay null, as HF requires with the relative step.
-        - `eps` ([float, float], default [1e-30, 0.001]): stabilizer of the update and smallest parameter scale.
-        - `clip_threshold` (float, default 1.0): clipping threshold of the update (torch's ``d``).
-        - `decay_rate` (float, default -0.8): decay rate of the second-moment coefficient (torch's
-          ``beta2_decay``).
-        - `beta1` (float or null, default null): must stay null (torch keeps no first moment).
-        - `weight_decay` (float, default 0.0): must stay 0.0.
-        - `scale_parameter` (bool, default true): must stay true.
-        - `relative_step` (bool, default true): must stay true.
-        - `warmup_init` (bool, default false): must stay false.
-        """
+    _not_per_group = frozenset({"relative_step", "warmup_init"})
 
-        _not_per_group = frozenset({"lr", "beta1", "weight_decay", "scale_parameter", "relative_step", "warmup_init"})
-        _torch_names = {"clip_threshold": "d", "decay_rate": "beta2_decay"}
-
-        def __init__(
-            self,
-            model_parameters: NamedParameters,
-            parameter_groups: ParameterGroups | None = None,
-            lr: float | None = None,
-            eps: tuple[float, float] = (1e-30, 0.001),
-            clip_threshold: float = 1.0,
-            decay_rate: float = -0.8,
-            beta1: float | None = None,
-            weight_decay: float = 0.0,
-            scale_parameter: bool = True,
-            relative_step: bool = True,
-            warmup_init: bool = False,
-        ) -> None:
-            unsupported = {
-                "lr": (
-                    lr is not None and relative_step,
-                    "HF's Adafactor rejects a manual lr with relative_step: true; remove lr to get the relative "
-                    'step min(0.01, 1/sqrt(step)), or use "type": "adafactor", whose lr caps the relative step',
-                ),
-                "relative_step": (
-                    not relative_step,
-                    "torch.optim.Adafactor always uses the relative step min(lr, 1/sqrt(step)) and cannot keep a "
-                    'constant lr; remove relative_step and lr, or use "type": "adafactor" with lr as the cap',
-                ),
-                "scale_parameter": (
-                    not scale_parameter,
-                    "torch.optim.Adafactor always scales the step by the parameter's root mean square",
-                ),
-                "warmup_init": (warmup_init, "torch.optim.Adafactor has no warmup of the relative step"),
-                "beta1": (beta1 is not None, "torch.optim.Adafactor keeps no first moment (momentum)"),
-                "weight_decay": (
-                    weight_decay != 0.0,
-                    "HF scales weight decay by the step size and torch.optim.Adafactor by lr, so this setting "
-                    'cannot be honoured; use "type": "adafactor" for torch\'s decoupled weight decay',
-                ),
-            }
-            errors = [ConfigurationError(message, key=key) for key, (bad, message) in unsupported.items() if bad]
-            if errors:
-                raise ConfigurationError.combine(errors)
-            super().__init__(
-                self.make_parameter_groups(model_parameters, parameter_groups),
-                lr=0.01,  # HF's cap on the relative step
-                beta2_decay=decay_rate,
-                eps=eps,
-                d=clip_threshold,
-                weight_decay=0.0,
+    def __init__(
+        self,
+        model_parameters: NamedParameters,
+        parameter_groups: ParameterGroups | None = None,
+        lr: float | None = None,
+        eps: tuple[float, float] = (1e-30, 0.001),
+        clip_threshold: float = 1.0,
+        decay_rate: float = -0.8,
+        beta1: float | None = None,
+        weight_decay: float = 0.0,
+        scale_parameter: bool = True,
+        relative_step: bool = True,
+        warmup_init: bool = False,
+    ) -> None:
+        errors = []
+        manual_lr = "remove lr to get the relative step min(0.01, 1/sqrt(step)), or set relative_step: false"
+        if lr is not None and relative_step:
+            errors.append(
+                ConfigurationError(f"HF's Adafactor cannot combine lr with relative_step: true; {manual_lr}", key="lr")
             )
+        if lr is None and not relative_step:
+            errors.append(
+                ConfigurationError("relative_step: false needs an lr (HF's Adafactor fails without one)", key="lr")
+            )
+        if warmup_init and not relative_step:
+            errors.append(
+                ConfigurationError("HF's Adafactor needs relative_step: true for warmup_init", key="warmup_init")
+            )
+        for index, (_, options) in enumerate(parameter_groups or []):
+            if relative_step and isinstance(options, Mapping) and "lr" in options:
+                message = f"HF's Adafactor ignores a group's lr with relative_step: true; {manual_lr}"
+                errors.append(ConfigurationError(message, key=f"parameter_groups.{index}.1.lr"))
+        if errors:
+            raise ConfigurationError.combine(errors)
+        defaults = {
+            "lr": self._relative_step_size(1, warmup_init) if relative_step else lr,
+            "eps": eps,
+            "clip_threshold": clip_threshold,
+            "decay_rate": decay_rate,
+            "beta1": beta1,
+            "weight_decay": weight_decay,
+            "scale_parameter": scale_parameter,
+            "relative_step": relative_step,
+            "warmup_init": warmup_init,
+        }
+        super().__init__(self.make_parameter_groups(model_parameters, parameter_groups), defaults)
+
+    @staticmethod
+    def _relative_step_size(step: int, warmup_init: bool) -> float:
+        return min(1e-6 * step if warmup_init else 1e-2, 1.0 / math.sqrt(step))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One step of HF's Adafactor rule (see the class docstring) for every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # Written by hand because torch.optim.Adafactor computes another rule: it clamps the second moment at
+        # eps[0] squared (HF's 1e-30 squared is 0 in float32, so an exactly-zero gradient gives 0 * inf = NaN)
+        # instead of adding eps[0] to the squared gradient, and it has no constant lr, unscaled step, first
+        # moment or HF's weight decay. transformers is not a dependency.
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is None:
+                    continue
+                if parameter.grad.is_sparse:
+                    raise RuntimeError("huggingface_adafactor does not support sparse gradients")
+                self._update(parameter, group)
+        return loss
+
+    def _update(self, parameter: torch.Tensor, group: dict[str, Any]) -> None:
+        low_precision = parameter.dtype in (torch.float16, torch.bfloat16)
+        grad = parameter.grad.float() if low_precision else parameter.grad
+        factored = grad.dim() >= 2
+        state = self.state[parameter]
+        if not state:
+            state["step"] = 0
+            if group["beta1"] is not None:
+                state["exp_avg"] = torch.zeros_like(grad)
+            if factored:
+                state["exp_avg_sq_row"] = grad.new_zeros(grad.shape[:-1])
+                state["exp_avg_sq_col"] = grad.new_zeros(grad.shape[:-2] + grad.shape[-1:])
+            else:
+                state["exp_avg_sq"] = torch.zeros_like(grad)
+        for key in ("exp_avg", "exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
+            if key in state:  # a checkpoint loaded onto a half-precision parameter casts the state to its dtype
+                state[key] = state[key].to(grad)
+        weights = parameter.float() if low_precision else parameter
+        state["step"] += 1
+        state["RMS"] = _rms(weights)
+        relative = self._relative_step_size(state["step"], group["warmup_init"])
+        if group["relative_step"]:
+            group["lr"] = relative
+        step_size = group["lr"] * (max(group["eps"][1], state["RMS"]) if group["scale_parameter"] else 1.0)
+
+        beta2 = 1.0 - math.pow(state["step"], group["decay_rate"])
+        update = grad**2 + group["eps"][0]
+        if factored:
+            row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+            row.mul_(beta2).add_(update.mean(dim=-1), alpha=1.0 - beta2)
+            col.mul_(beta2).add_(update.mean(dim=-2), alpha=1.0 - beta2)
+            row_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+            update = torch.mul(row_factor, col.unsqueeze(-2).rsqrt()).mul_(grad)
+        else:
+            state["exp_avg_sq"].mul_(beta2).add_(update, alpha=1.0 - beta2)
+            update = state["exp_avg_sq"].rsqrt().mul_(grad)
+        update.div_((_rms(update) / group["clip_threshold"]).clamp_(min=1.0))
+        update.mul_(step_size)
+        if group["beta1"] is not None:
+            state["exp_avg"].mul_(group["beta1"]).add_(update, alpha=1 - group["beta1"])
+            update = state["exp_avg"]
+        if group["weight_decay"] != 0:
+            weights.add_(weights, alpha=-group["weight_decay"] * step_size)
+        weights.add_(-update)
+        if low_precision:
+            parameter.copy_(weights)
+
+
+def _rms(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.norm(2) / (tensor.numel() ** 0.5)
 
 
 @Optimizer.register("dense_sparse_adam")

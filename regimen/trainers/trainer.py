@@ -59,3 +59,12 @@ class Trainer(Registrable):
         """``(model state, training state)`` for a checkpoint, valid while the context is open."""
         raise NotImplementedError  # abstract
         yield  # pragma: no cover
+
+
+# Trainer types AllenNLP itself removed: a config naming one is told what replaced it (allennlp PR #3828).
+Trainer.register_removed(
+    "callback",
+    "AllenNLP 1.0",
+    'use "gradient_descent" (the default trainer) with a "callbacks" list: AllenNLP 0.9\'s CallbackTrainer was '
+    'folded into it, and its "validate", "checkpoint" and "track_metrics" callbacks are built in',
+)

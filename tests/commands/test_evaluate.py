@@ -82,7 +82,7 @@ def test_load_archive_gives_the_best_model_in_eval_mode(run):
     ("arguments", "message"),
     [
         (["no/such/model.tar.gz", TEST_DATA], "no/such/model.tar.gz: no such archive or run directory"),
-        (["{run}/model.tar.gz", "no/such.csv"], "input file not found: no/such.csv"),
+        (["{run}/model.tar.gz", "no/such.csv"], 'input_file: file not found: no/such.csv (read by the "csv" reader'),
         (["{run}/config.json", TEST_DATA], "config.json: not a model archive"),
         (["{run}/model.tar.gz", TEST_DATA, "--batch-size", "0"], "--batch-size must be positive, got 0"),
         (

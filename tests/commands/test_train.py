@@ -225,7 +225,7 @@ BAD_INPUTS = {
     "override syntax": ([CONFIG, "-o", '{"trainer.num_epochs": }'], "overrides"),
     "missing data file": (
         [CONFIG, "-o", '{"validation_data_path": "no/such.csv"}'],
-        "validation_data_path: file not found: no/such.csv",
+        'validation_data_path: file not found: no/such.csv (read by the "csv" reader',
     ),
     "bad value": ([CONFIG, "-o", '{"model.dropout": 1.5}'], "model.dropout: must be in [0, 1), got 1.5"),
 }

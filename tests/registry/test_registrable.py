@@ -155,3 +155,144 @@ def test_configuration_errors_survive_pickling():
     error = ConfigurationError.combine([ConfigurationError("a", "x.y"), ConfigurationError("b", key="z")])
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) and len(copy.errors) == 2
+
+
+# ---- a subclass registered without a constructor inherits its registered parent's ---------------------------------
+class Built(Registrable):
+    pass
+
+
+@Built.register("parent", constructor="build")
+class Parent(Built):
+    def __init__(self, value: int, label: str = "parent") -> None:
+        self.value = value
+        self.label = label
+
+    @classmethod
+    def build(cls, value: int, **kwargs) -> Parent:
+        """Doubles ``value``; the rest of ``__init__``'s keys pass through ``**kwargs``."""
+        return cls(value=value * 2, **kwargs)
+
+
+@Built.register("child")
+class Child(Parent):
+    pass
+
+
+@Built.register("grandchild")
+class Grandchild(Child):
+    """Overrides only ``__init__``, adding a key: built through ``build``, which reads it through ``**kwargs``."""
+
+    def __init__(self, value: int, shout: bool = False, **kwargs) -> None:
+        super().__init__(value, **kwargs)
+        self.shout = shout
+
+
+@Built.register("own_init", constructor="__init__")
+class OwnInit(Parent):
+    pass
+
+
+def test_a_plain_registration_builds_through_the_constructor_its_registered_parent_declared():
+    assert Built.resolve_class_name("child") == (Child, "build")
+    assert Built.by_name("child") == Child.build
+    child = Built.from_params({"type": "child", "value": 3, "label": "c"})
+    assert type(child) is Child and (child.value, child.label) == (6, "c")
+
+
+def test_the_constructor_is_inherited_through_plain_registrations_and_an_overridden_init_still_runs():
+    assert Built.resolve_class_name("grandchild") == (Grandchild, "build")
+    built = Built.from_params({"type": "grandchild", "value": 2, "shout": True, "label": "g"})
+    assert type(built) is Grandchild and (built.value, built.shout, built.label) == (4, True, "g")
+    with pytest.raises(ConfigurationError, match=r'^b.shuot: unknown key "shuot"; did you mean "shout"\?'):
+        Built.from_params(Params({"type": "grandchild", "value": 2, "shuot": True}, "b"))
+
+
+def test_constructor_init_opts_out_of_the_inherited_constructor():
+    assert Built.resolve_class_name("own_init") == (OwnInit, None)
+    assert Built.from_params({"type": "own_init", "value": 5}).value == 5  # not doubled
+
+
+def test_a_dotted_type_is_built_as_its_registration_or_its_registered_parent_is():
+    assert Built.from_params({"type": f"{__name__}.Parent", "value": 1}).value == 2
+    assert Built.resolve_class_name(f"{__name__}.Child") == (Child, "build")
+
+
+def test_the_inheritance_holds_when_the_subclass_registers_before_its_parent():
+    class Base(Registrable):
+        pass
+
+    class Late(Base):
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        @classmethod
+        def build(cls, half: int):
+            return cls(half * 2)
+
+    @Base.register("early")
+    class Early(Late):
+        pass
+
+    assert Base.resolve_class_name("early") == (Early, None)  # nothing registered to inherit from yet
+    Base.register("late", constructor="build")(Late)
+    assert Base.resolve_class_name("early") == (Early, "build")
+    assert Base.from_params({"type": "early", "half": 4}).value == 8
+
+
+def test_nothing_is_inherited_when_the_parent_is_ambiguous_or_registered_for_another_base():
+    class Base(Registrable):
+        pass
+
+    class Other(Registrable):
+        pass
+
+    class Two(Base):
+        @classmethod
+        def one(cls):
+            return cls()
+
+        @classmethod
+        def other(cls):
+            return cls()
+
+    Base.register("one", constructor="one")(Two)
+    Base.register("other", constructor="other")(Two)
+
+    @Base.register("ambiguous")
+    class Ambiguous(Two):
+        pass
+
+    @Other.register("elsewhere", constructor="one")
+    class Elsewhere(Two):
+        pass
+
+    @Base.register("unrelated")
+    class Unrelated(Elsewhere):
+        pass
+
+    assert Base.resolve_class_name("ambiguous") == (Ambiguous, None)  # which of "one" and "other"? __init__
+    assert Base.resolve_class_name("unrelated") == (Unrelated, None)  # Elsewhere is no Base registration
+    assert Other.resolve_class_name("elsewhere") == (Elsewhere, "one")
+
+
+# ---- names a base once had ------------------------------------------------------------------------------------------
+def test_a_removed_name_says_when_it_went_and_what_replaced_it():
+    class Base(Registrable):
+        pass
+
+    @Base.register("new")
+    class New(Base):
+        pass
+
+    Base.register_removed("old", "v2.0", 'use "new" instead')
+    with pytest.raises(ConfigurationError) as caught:
+        Base.from_params(Params({"type": "old"}, "thing"))
+    assert str(caught.value) == 'thing.type: Base type "old" was removed in v2.0: use "new" instead'
+    assert Base.list_available() == ["new"]
+
+    @Base.register("old")
+    class Revived(Base):  # a plugin that brings the name back wins
+        pass
+
+    assert isinstance(Base.from_params({"type": "old"}), Revived)

@@ -138,16 +138,26 @@ def test_num_steps_is_a_budget_of_optimizer_steps_across_epochs():
 
 def test_validate_every_num_steps(tmp_path):
     make_trainer({"num_steps": 12, "validate_every_num_steps": 4}, serialization_dir=str(tmp_path)).train()
-    assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == [
+    assert sorted(p.name for p in tmp_path.glob("metrics_step_*.json")) == [
         "metrics_step_12.json",
         "metrics_step_4.json",
         "metrics_step_8.json",
     ]
+    # 8 steps per epoch: epoch 0 validated at steps 4 and 8, epoch 1 (cut short by num_steps) at step 12.
+    epochs = [json.loads((tmp_path / f"metrics_epoch_{i}.json").read_text()) for i in range(2)]
+    step_8 = json.loads((tmp_path / "metrics_step_8.json").read_text())
+    assert epochs[0]["validation_loss"] == step_8["validation_loss"]
+    assert (
+        epochs[1]["validation_loss"] == json.loads((tmp_path / "metrics_step_12.json").read_text())["validation_loss"]
+    )
 
 
 def test_validate_every_num_epochs(tmp_path):
     make_trainer({"num_epochs": 4, "validate_every_num_epochs": 2}, serialization_dir=str(tmp_path)).train()
-    assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == ["metrics_epoch_1.json", "metrics_epoch_3.json"]
+    written = {i: json.loads((tmp_path / f"metrics_epoch_{i}.json").read_text()) for i in range(4)}
+    assert sorted(p.name for p in tmp_path.glob("metrics_*.json")) == [f"metrics_epoch_{i}.json" for i in range(4)]
+    assert ["validation_loss" in written[i] for i in range(4)] == [False, True, False, True]
+    assert all("training_loss" in metrics for metrics in written.values())
 
 
 def test_learning_rate_schedule_is_stepped_once_per_optimizer_step():
@@ -244,8 +254,22 @@ class ExplodingModel(Model):
 
 
 def test_a_nan_loss_stops_training_naming_the_epoch_and_batch():
-    with pytest.raises(ValueError, match="the training loss became nan at epoch 0, batches 0 to 7"):
+    with pytest.raises(ValueError, match="the training loss became nan at epoch 0, batches 0 to 7") as error:
         make_trainer({"num_epochs": 1}, ExplodingModel(), validation=None).train()
+    # The config sets no learning rate: the message says so rather than advising to lower one.
+    assert "Adam ran at lr 0.001, its default: the config sets no learning rate, gradients unclipped." in str(
+        error.value
+    )
+    assert "set a smaller trainer.optimizer.lr or clip gradients with trainer.grad_norm" in str(error.value)
+
+
+def test_the_nan_message_says_what_the_config_set():
+    config = {"num_epochs": 1, "optimizer": {"type": "sgd", "lr": 0.5}, "grad_norm": 1.0}
+    with pytest.raises(ValueError, match="the training loss became nan") as error:
+        make_trainer(config, ExplodingModel(), validation=None).train()
+    message = str(error.value)
+    assert "SGD ran at lr 0.5. Check the data for NaN or inf values, lower trainer.optimizer.lr" in message
+    assert "its default" not in message and "grad_norm" not in message
 
 
 class TwoLosses(Model):
@@ -315,19 +339,26 @@ def test_callbacks_fire_in_the_documented_order():
         def on_start(self, trainer, **kwargs):
             events.append("start")
 
+        def on_backward(self, trainer, batch_outputs, backward_called, **kwargs):
+            events.append("backward")
+            return False
+
         def on_batch(self, trainer, *args, **kwargs):
             events.append("train_batch" if args[5] else "validation_batch")
 
         def on_epoch(self, trainer, metrics, epoch, **kwargs):
-            events.append(f"epoch {epoch}")
+            events.append(f"epoch {epoch}" + (" validated" if "validation_loss" in metrics else ""))
 
         def on_end(self, trainer, metrics=None, **kwargs):
             events.append("end" if metrics is not None else "end after error")
 
-    trainer = make_trainer({"num_epochs": 1}, train=blobs(16, 1, 8), validation=blobs(8, 2, 8))
+    trainer = make_trainer(
+        {"num_epochs": 2, "validate_every_num_epochs": 2}, train=blobs(16, 1, 8), validation=blobs(8, 2, 8)
+    )
     trainer._callbacks.append(Recorder())
     trainer.train()
-    assert events == ["start", "epoch -1", "train_batch", "train_batch", "validation_batch", "epoch 0", "end"]
+    epoch = ["backward", "train_batch", "backward", "train_batch"]
+    assert events == ["start", *epoch, "epoch 0", *epoch, "validation_batch", "epoch 1 validated", "end"]
 
 
 def test_on_end_runs_after_an_exception():
@@ -364,7 +395,7 @@ def test_component_hooks_are_called():
 
     model = HookedModel()
     make_trainer({"num_epochs": 2}, model).train()
-    assert model.epochs_seen == [-1, 0, 1]
+    assert model.epochs_seen == [0, 1]  # AllenNLP 2.10: no epoch=-1 call for a TrainerCallback
 
 
 def test_tensorboard_writes_real_event_files(tmp_path):
@@ -381,6 +412,23 @@ def test_tensorboard_writes_real_event_files(tmp_path):
     assert [event.step for event in train.Scalars("loss")] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert "learning_rate/group0" in train.Tags()["scalars"]
     assert [event.step for event in validation.Scalars("epoch_metrics/accuracy")] == [0, 1]
+    # The step's gradients are still there when callbacks run (cleared at the next step, as in AllenNLP).
+    assert [event.step for event in train.Scalars("gradient_mean/network.0.weight")] == [2, 4, 6, 8, 10, 12, 14, 16]
+
+
+def test_tensorboard_takes_allennlp_2_distribution_interval_and_1_x_histogram_interval(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for name in ("distribution_interval", "histogram_interval"):
+        directory = tmp_path / name
+        make_trainer(
+            {"num_epochs": 1, "callbacks": [{"type": "tensorboard", name: 4}]}, serialization_dir=str(directory)
+        ).train()
+        train = EventAccumulator(str(directory / "log" / "train"), size_guidance={"histograms": 0})  # keep all
+        train.Reload()
+        assert [event.step for event in train.Histograms("parameter_histogram/network.0.weight")] == [4, 8]
+    with pytest.raises(ConfigurationError, match="histogram_interval: and distribution_interval are one setting"):
+        make_trainer({"callbacks": [{"type": "tensorboard", "histogram_interval": 4, "distribution_interval": 4}]})
 
 
 def test_tensorboard_writer_from_allennlp_1_configs_is_read_as_the_callback(tmp_path, caplog):
@@ -479,6 +527,9 @@ def test_momentum_scheduler_changes_momentum_per_validation():
     momenta = []
 
     class RecordMomentum(TrainerCallback):
+        def on_start(self, trainer, **kwargs):
+            momenta.append(trainer.optimizer.param_groups[0]["momentum"])
+
         def on_epoch(self, trainer, metrics, epoch, **kwargs):
             momenta.append(trainer.optimizer.param_groups[0]["momentum"])
 
@@ -491,7 +542,7 @@ def test_momentum_scheduler_changes_momentum_per_validation():
     )
     trainer._callbacks.append(RecordMomentum())
     trainer.train()
-    # Seen after each validation (and once before training): down to 0.9 / 10 over one epoch, back up over one.
+    # Seen before training and after each epoch: down to 0.9 / 10 over one epoch, back up over one.
     assert momenta == pytest.approx([0.9, 0.09, 0.9, 0.9])
 
 
@@ -627,3 +678,12 @@ def test_with_a_moving_average_best_th_and_the_checkpoint_hold_the_averaged_weig
     assert os.path.samefile(model_file, tmp_path / "best.th")
     with trainer._averaged_weights():
         assert same_weights(load_weights(model_file), trainer.model.state_dict())
+
+
+def test_an_allennlp_0_9_checkpoint_key_with_checkpoints_switched_off_is_an_error(tmp_path):
+    with pytest.raises(ConfigurationError) as error:
+        make_trainer({"num_serialized_models_to_keep": 1, "checkpointer": None}, serialization_dir=str(tmp_path))
+    assert str(error.value) == (
+        "trainer.num_serialized_models_to_keep: is AllenNLP 0.9's place for checkpointer.keep_most_recent_by_count, "
+        "but checkpointer is null"
+    )

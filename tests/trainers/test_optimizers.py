@@ -388,36 +388,75 @@ def test_huggingface_adamw_defaults_are_allennlps():
     assert (group["lr"], group["eps"], group["weight_decay"], optimizer.correct_bias) == (1e-05, 1e-08, 0.0, True)
 
 
-@pytest.mark.skipif(not Optimizer.is_registered("huggingface_adafactor"), reason="torch has no Adafactor")
-def test_huggingface_adafactor_maps_hf_keys_onto_torch_adafactor():
+def test_huggingface_adafactor_refuses_what_hf_refuses_or_cannot_run():
+    with pytest.raises(ConfigurationError) as caught:
+        build(
+            {"type": "huggingface_adafactor", "lr": 1e-3, "parameter_groups": [[["^embed"], {"lr": 0.1}]]}, make_net()
+        )
+    assert [str(error) for error in caught.value.errors] == [
+        "trainer.optimizer.lr: HF's Adafactor cannot combine lr with relative_step: true; remove lr to get the "
+        "relative step min(0.01, 1/sqrt(step)), or set relative_step: false",
+        "trainer.optimizer.parameter_groups.0.1.lr: HF's Adafactor ignores a group's lr with relative_step: true; "
+        "remove lr to get the relative step min(0.01, 1/sqrt(step)), or set relative_step: false",
+    ]
+    with pytest.raises(ConfigurationError) as caught:
+        build({"type": "huggingface_adafactor", "relative_step": False, "warmup_init": True}, make_net())
+    assert [str(error) for error in caught.value.errors] == [
+        "trainer.optimizer.lr: relative_step: false needs an lr (HF's Adafactor fails without one)",
+        "trainer.optimizer.warmup_init: HF's Adafactor needs relative_step: true for warmup_init",
+    ]
+    config = {"type": "huggingface_adafactor", "parameter_groups": [[["^embed"], {"relative_step": False}]]}
+    with pytest.raises(ConfigurationError, match=r"^trainer.optimizer.parameter_groups.0.1.relative_step: unknown"):
+        build(config, make_net())
+
+
+def test_huggingface_adafactor_shows_the_relative_step_as_its_lr():
     model = make_net()
-    reference = copy.deepcopy(model)
-    optimizer = build({"type": "huggingface_adafactor", "clip_threshold": 2.0, "decay_rate": -0.6}, model)
-    group = optimizer.param_groups[0]
-    assert (group["lr"], group["d"], group["beta2_decay"], group["eps"]) == (0.01, 2.0, -0.6, (1e-30, 0.001))
-    torch_adafactor = torch.optim.Adafactor(reference.parameters(), lr=0.01, d=2.0, beta2_decay=-0.6, eps=(1e-30, 1e-3))
+    optimizer = build({"type": "huggingface_adafactor", "warmup_init": True}, model)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6)
+    for _ in range(3):
+        train_step(model, optimizer)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-6)  # min(1e-6 * step, 1 / sqrt(step))
+    constant = build({"type": "huggingface_adafactor", "relative_step": False, "lr": 1e-3}, make_net())
+    train_step(model, constant)
+    assert constant.param_groups[0]["lr"] == 1e-3
+
+
+def test_huggingface_adafactor_resumes_exactly_from_its_state_dict():
+    config = {"type": "huggingface_adafactor", "beta1": 0.9}
+    model = make_net()
+    optimizer = build(config, model)
     for _ in range(2):
         train_step(model, optimizer)
-        train_step(reference, torch_adafactor)
-    for (name, expected), actual in zip(reference.named_parameters(), model.parameters()):
-        torch.testing.assert_close(actual, expected, msg=name)
+    resumed_model = copy.deepcopy(model)
+    resumed = build(config, resumed_model)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    for _ in range(2):
+        train_step(model, optimizer)
+        train_step(resumed_model, resumed)
+    for (name, expected), actual in zip(model.named_parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(actual, expected, msg=name, rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not Optimizer.is_registered("huggingface_adafactor"), reason="torch has no Adafactor")
-def test_huggingface_adafactor_rejects_every_setting_torch_cannot_honour():
-    config = {"type": "huggingface_adafactor", "lr": 1e-3, "scale_parameter": False, "warmup_init": True}
+def test_huggingface_adafactor_steps_bfloat16_weights_in_float32():
+    model = make_net().to(torch.bfloat16)
+    optimizer = build({"type": "huggingface_adafactor", "relative_step": False, "lr": 0.05}, model)
+    before = snapshot(model)
+    train_step(model, optimizer)
+    for name, parameter in model.named_parameters():
+        assert parameter.dtype == torch.bfloat16 and torch.isfinite(parameter).all(), name
+        assert not torch.equal(before[name], parameter), name
+    assert optimizer.state[model.hidden.weight]["exp_avg_sq_row"].dtype == torch.float32
+
+
+def test_bert_adam_is_refused_with_what_replaced_it():
     with pytest.raises(ConfigurationError) as caught:
-        build({**config, "beta1": 0.9, "weight_decay": 0.01}, make_net())
-    paths = [error.path for error in caught.value.errors]
-    assert paths == [
-        f"trainer.optimizer.{key}" for key in ("lr", "scale_parameter", "warmup_init", "beta1", "weight_decay")
-    ]
-    assert "HF's Adafactor rejects a manual lr with relative_step: true" in str(caught.value)
-    with pytest.raises(ConfigurationError) as caught:
-        build({"type": "huggingface_adafactor", "lr": 1e-3, "relative_step": False}, make_net())
+        build({"type": "bert_adam", "lr": 2e-5}, make_net())
     assert str(caught.value).startswith(
-        "trainer.optimizer.relative_step: torch.optim.Adafactor always uses the relative step min(lr, 1/sqrt(step))"
+        'trainer.optimizer.type: Optimizer type "bert_adam" was removed in AllenNLP 1.0: use "huggingface_adamw" '
+        'with "correct_bias": false'
     )
+    assert '"linear_with_warmup"' in str(caught.value) and "bert_adam" not in Optimizer.list_available()
 
 
 @pytest.mark.skipif(not Optimizer.is_registered("muon"), reason="torch has no Muon")

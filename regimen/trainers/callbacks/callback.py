@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 class TrainerCallback(Registrable):
     """The base of trainer callbacks: override the hooks you need; each is a plain method called directly.
 
-    Order within a run: ``on_start`` once; ``on_batch`` after every training optimizer step and every
-    validation batch; ``on_epoch`` after every validation (with the metrics of that validation, and once with
-    ``epoch=-1`` before the first epoch); ``on_end`` once, always, also after an exception (then ``metrics``
-    is None). ``state_dict``/``load_state_dict`` carry a callback's state through checkpoints.
+    The lifecycle is AllenNLP 2.10's: ``on_start`` once (also when resuming); for each training batch
+    ``on_backward`` in place of the backward pass (return True when you did it yourself); ``on_batch`` after
+    every training optimizer step and every validation batch; ``on_epoch`` after **every** epoch, validated or
+    not (its metrics have ``validation_*`` keys only when that epoch validated); ``on_end`` once, always, also
+    after an exception (then ``metrics`` is None). ``state_dict``/``load_state_dict`` carry a callback's state
+    through checkpoints. (AllenNLP 1.x's ``epoch=-1`` call before training is made for 1.x epoch callbacks only.)
 
     Callbacks in a config take ``serialization_dir`` from the trainer.
     """
@@ -26,6 +28,15 @@ class TrainerCallback(Registrable):
 
     def on_start(self, trainer: Trainer, is_primary: bool = True, **kwargs: Any) -> None:
         """Before the first batch."""
+
+    def on_backward(
+        self, trainer: Trainer, batch_outputs: dict[str, Any], backward_called: bool, **kwargs: Any
+    ) -> bool:
+        """After a training batch's forward pass, in place of ``loss.backward()``: return True when this callback
+        ran the backward pass itself. ``backward_called`` says an earlier callback already did; running it a second
+        time is an error (raise `OnBackwardException`). ``batch_outputs["loss"]`` is the batch's share of the
+        optimizer step's loss (divided by the batches of the step under gradient accumulation)."""
+        return False
 
     def on_batch(
         self,
@@ -85,7 +96,7 @@ class BatchCallback(Registrable):
 
 class EpochCallback(Registrable):
     """AllenNLP 1.x epoch callback: ``__call__(trainer, metrics, epoch, is_primary)`` after every epoch and once
-    with ``epoch=-1`` before the first. Prefer TrainerCallback."""
+    with ``epoch=-1`` when training starts (also when it resumes, as in 1.x). Prefer TrainerCallback."""
 
     def __call__(self, trainer: Trainer, metrics: dict[str, Any], epoch: int, is_primary: bool = True) -> None:
         pass
@@ -115,9 +126,19 @@ class LegacyCallbacks(TrainerCallback):
         for callback in self.batch_callbacks:
             callback(trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training, is_primary)
 
+    def on_start(self, trainer, is_primary=True, **kwargs) -> None:
+        for callback in self.epoch_callbacks:
+            callback(trainer, {}, -1, is_primary)
+
     def on_epoch(self, trainer, metrics, epoch, is_primary=True, **kwargs) -> None:
         for callback in self.epoch_callbacks:
             callback(trainer, metrics, epoch, is_primary)
+
+
+def overriding(callbacks: list[TrainerCallback], hook: str) -> list[TrainerCallback]:
+    """The callbacks whose class overrides ``hook``: the ones worth calling where a hook runs per batch."""
+    default = getattr(TrainerCallback, hook)
+    return [callback for callback in callbacks if getattr(type(callback), hook) is not default]
 
 
 _HOOKS = ("on_start", "on_batch", "on_epoch", "on_end")

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from regimen.registry import ConfigurationError
+from regimen.trainers.callbacks import log_writer
 from regimen.trainers.callbacks.callback import TrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,12 @@ class TensorBoardCallback(TrainerCallback):
 
     Config keys:
     - `summary_interval` (int, 100): write the batch loss, metrics and grad norm every this many optimizer steps.
-    - `histogram_interval` (int, null): write parameter histograms every this many steps.
+    - `distribution_interval` (int, null): write parameter histograms every this many steps (AllenNLP 2.x's
+      name); `histogram_interval` (int, null) is AllenNLP 1.x's name for it (give one of the two).
     - `batch_size_interval` (int, null): write the batch size every this many steps.
-    - `should_log_parameter_statistics` (bool, true): parameter and gradient mean/std at each summary.
+    - `should_log_parameter_statistics` (bool, true): parameter and gradient mean/std at each summary
+      (``parameter_mean/<name>``, ``parameter_std/<name>``; ``gradient_mean/<name>``, ``gradient_std/<name>``
+      of the gradients of the step).
     - `should_log_learning_rate` (bool, true): the learning rate of each parameter group at each summary.
 
     Each validation writes the epoch's training metrics to ``train`` and validation metrics to ``validation``
@@ -35,14 +38,20 @@ class TensorBoardCallback(TrainerCallback):
         self,
         serialization_dir: str | None = None,
         summary_interval: int = 100,
+        distribution_interval: int | None = None,
         histogram_interval: int | None = None,
         batch_size_interval: int | None = None,
         should_log_parameter_statistics: bool = True,
         should_log_learning_rate: bool = True,
     ) -> None:
         super().__init__(serialization_dir)
+        if distribution_interval is not None and histogram_interval is not None:
+            raise ConfigurationError(
+                "and distribution_interval are one setting (AllenNLP 1.x's and 2.x's names); give only one",
+                key="histogram_interval",
+            )
         self.summary_interval = summary_interval
-        self.histogram_interval = histogram_interval
+        self.histogram_interval = distribution_interval if distribution_interval is not None else histogram_interval
         self.batch_size_interval = batch_size_interval
         self.should_log_parameter_statistics = should_log_parameter_statistics
         self.should_log_learning_rate = should_log_learning_rate
@@ -74,9 +83,8 @@ class TensorBoardCallback(TrainerCallback):
             return
         self._step += 1
         writer = self._writers["train"]
-        if self._step % self.summary_interval == 0:
-            loss = sum(float(output["loss"].detach()) for output in batch_outputs) / len(batch_outputs)
-            writer.add_scalar("loss", loss, self._step)
+        if log_writer.is_due(self._step, self.summary_interval):
+            writer.add_scalar("loss", log_writer.batch_loss(batch_outputs), self._step)
             for name, value in batch_metrics.items():
                 writer.add_scalar(f"running/{name}", value, self._step)
             if batch_grad_norm is not None:
@@ -85,32 +93,23 @@ class TensorBoardCallback(TrainerCallback):
                 for index, group in enumerate(trainer.optimizer.param_groups):
                     writer.add_scalar(f"learning_rate/group{index}", group["lr"], self._step)
             if self.should_log_parameter_statistics:
-                self._parameter_statistics(trainer.model, writer)
-        if self.histogram_interval and self._step % self.histogram_interval == 0:
-            for name, parameter in trainer.model.named_parameters():
-                writer.add_histogram(f"parameter_histogram/{name}", parameter.detach().float().cpu(), self._step)
-        if self.batch_size_interval and self._step % self.batch_size_interval == 0:
-            sizes = [_batch_size(batch) for batch in batch_inputs]
-            writer.add_scalar("batch_size", sum(sizes), self._step)
-
-    def _parameter_statistics(self, model: torch.nn.Module, writer: Any) -> None:
-        for name, parameter in model.named_parameters():
-            if parameter.numel() > 1:
-                writer.add_scalar(f"parameter_mean/{name}", parameter.detach().mean().item(), self._step)
-                writer.add_scalar(f"parameter_std/{name}", parameter.detach().std().item(), self._step)
-            if parameter.grad is not None and parameter.grad.numel() > 1:
-                writer.add_scalar(f"gradient_mean/{name}", parameter.grad.mean().item(), self._step)
+                for name, value in log_writer.parameter_statistics(trainer.model).items():
+                    writer.add_scalar(name, value, self._step)
+        if log_writer.is_due(self._step, self.histogram_interval):
+            for name, values in log_writer.histogram_parameters(trainer.model).items():
+                writer.add_histogram(name, values.float().cpu(), self._step)
+        if log_writer.is_due(self._step, self.batch_size_interval):
+            writer.add_scalar("batch_size", sum(log_writer.batch_size(batch) for batch in batch_inputs), self._step)
 
     def on_epoch(
         self, trainer: Any, metrics: dict[str, Any], epoch: int, is_primary: bool = True, **kwargs: Any
     ) -> None:
         if not self._writers or epoch < 0:
             return
-        for prefix, writer_name in (("training_", "train"), ("validation_", "validation")):
+        for values, writer_name in zip(log_writer.split_epoch_metrics(metrics), ("train", "validation")):
             writer = self._writers[writer_name]
-            for key, value in metrics.items():
-                if key.startswith(prefix) and isinstance(value, (int, float)):
-                    writer.add_scalar(f"epoch_metrics/{key.removeprefix(prefix)}", value, epoch)
+            for name, value in values.items():
+                writer.add_scalar(f"epoch_metrics/{name}", value, epoch)
             writer.flush()
 
     def on_end(
@@ -130,12 +129,3 @@ class TensorBoardCallback(TrainerCallback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._step = state_dict["step"]
-
-
-def _batch_size(batch: dict[str, Any]) -> int:
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return value.shape[0]
-        if isinstance(value, list):
-            return len(value)
-    return 0

@@ -26,10 +26,12 @@ class SlantedTriangular(TorchStepScheduler):
     """ULMFiT's slanted triangle (https://arxiv.org/abs/1801.06146): the lr rises linearly from ``lr / ratio`` to
     ``lr`` over the first `cut_frac` of the optimizer steps, then falls linearly back to ``lr / ratio``.
 
-    Over ``T`` steps with ``cut = max(1, floor(T * cut_frac))``, optimizer step ``t`` (from 1) uses
+    Over ``T`` steps with ``cut = floor(T * cut_frac)``, optimizer step ``t`` (from 1) uses
     ``lr * (1 + p * (ratio - 1)) / ratio`` with ``p = t / cut`` before the cut and
-    ``p = 1 - (t - cut) / (T - cut)`` after it. Changes on `step_batch`; `step` moves gradual unfreezing on.
-    torch has no such schedule, so the triangle is a LambdaLR lambda.
+    ``p = 1 - (t - cut) / (T - cut)`` from it on, as AllenNLP computes it. With ``cut`` 0 (`cut_frac` 0, or
+    ``T * cut_frac < 1``) there is no warm-up: the lr starts at ``lr`` and falls linearly, step ``t`` using
+    ``p = 1 - t / T``. Changes on `step_batch`; `step` moves gradual unfreezing on. torch has no such schedule,
+    so the triangle is a LambdaLR lambda.
 
     The optimizer's parameter groups that hold parameters are the layers, the first the bottom, the last the top
     (list them bottom first in the optimizer's `parameter_groups`; the default group of parameters no entry
@@ -42,7 +44,7 @@ class SlantedTriangular(TorchStepScheduler):
 
     Registered as a `LearningRateScheduler` with name "slanted_triangular".
 
-    - `cut_frac` (float, 0.1): the fraction of the steps during which the lr rises; between 0 and 1.
+    - `cut_frac` (float, 0.1): the fraction of the steps during which the lr rises; at least 0, below 1.
     - `ratio` (float, 32): how much smaller the lowest lr is than the highest.
     - `gradual_unfreezing` (bool, false): train the layers from the top down, one more each epoch.
     - `discriminative_fine_tuning` (bool, false): a smaller lr for each layer further down.
@@ -65,8 +67,8 @@ class SlantedTriangular(TorchStepScheduler):
     ) -> None:
         check_last_epoch(last_epoch)
         check_positive(num_epochs=num_epochs, ratio=ratio, decay_factor=decay_factor)
-        if not 0 < cut_frac < 1:
-            raise ConfigurationError(f"must be between 0 and 1, got {cut_frac}", key="cut_frac")
+        if not 0 <= cut_frac < 1:
+            raise ConfigurationError(f"must be at least 0 and below 1, got {cut_frac}", key="cut_frac")
         self.num_epochs = num_epochs
         self.num_steps_per_epoch = require_steps_per_epoch(num_steps_per_epoch)
         self.cut_frac = cut_frac
@@ -108,7 +110,7 @@ class SlantedTriangular(TorchStepScheduler):
             start, length = self._unfrozen_at, self.num_epochs * self.num_steps_per_epoch - self._unfrozen_at
         length = max(length, 1)
         position = min(max(step - start, 0), length)
-        cut = max(int(length * self.cut_frac), 1)
+        cut = int(length * self.cut_frac)  # AllenNLP's; 0 means no warm-up (position < 0 never holds)
         # ULMFiT writes the fall as (t - cut) / (cut * (1 / cut_frac - 1)), which is (t - cut) / (T - cut) when
         # T * cut_frac is whole and otherwise overshoots below lr / ratio (to negative rates) by the end.
         rise = position / cut if position < cut else max(0.0, 1.0 - (position - cut) / max(length - cut, 1))

@@ -86,6 +86,22 @@ def test_empty_parameter_groups_are_not_layers():
     assert [p.requires_grad for p in layers[1].parameters()] == [True, True]
 
 
-def test_cut_frac_must_be_a_fraction():
-    with pytest.raises(ConfigurationError, match=r"^trainer.learning_rate_scheduler.cut_frac: must be between 0 and 1"):
-        build({"type": "slanted_triangular", "cut_frac": 1.0}, make_sgd([1.0]))
+# The lr of steps 1..10 of a 10-step run with no warm-up (cut 0), lr 1 and ratio 4: (1 + (1 - t / 10) * 3) / 4.
+NO_WARM_UP = [0.925, 0.85, 0.775, 0.7, 0.625, 0.55, 0.475, 0.4, 0.325, 0.25]
+
+
+@pytest.mark.parametrize("cut_frac", [0.0, 0.05])  # 10 * 0.05 rounds down to a cut of 0 as well
+def test_a_cut_of_zero_starts_at_the_peak_and_decays_linearly(cut_frac):
+    config = {"type": "slanted_triangular", "cut_frac": cut_frac, "ratio": 4}
+    scheduler = build(config, make_sgd([1.0]), num_epochs=2, num_steps_per_epoch=5)
+    assert scheduler.get_values() == [1.0]  # before the first step: the peak
+    assert run(scheduler, epochs=2, steps_per_epoch=5) == pytest.approx(NO_WARM_UP)
+
+
+@pytest.mark.parametrize("cut_frac", [1.0, -0.1, 1.5])
+def test_cut_frac_must_be_a_fraction_below_one(cut_frac):
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"^trainer.learning_rate_scheduler.cut_frac: must be at least 0 and below 1, got {cut_frac}$",
+    ):
+        build({"type": "slanted_triangular", "cut_frac": cut_frac}, make_sgd([1.0]))

@@ -1,0 +1,76 @@
+"""CheckpointedState: what a GradientDescentTrainer puts in a checkpoint besides the model, and how it resumes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from regimen.trainers.loss_totals import restore_running_sums, running_sums
+from regimen.trainers.random_state import rng_state, set_rng_state, worker_rng_state
+
+logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1  # of the training state in checkpoints; raise it when its layout changes
+
+
+class CheckpointedState:
+    """The checkpoint half of `GradientDescentTrainer` (a mixin, kept apart so the trainer's module is its loop):
+    the training state it saves (position, running sums, metrics, callbacks, RNG states and every stateful
+    component) and how it takes a checkpoint back up. It reads the trainer's attributes and nothing else."""
+
+    @contextmanager
+    def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """The model's state (moving-average weights swapped in while open) and the training state."""
+        training_state = {
+            "version": _STATE_VERSION,
+            "total_steps": self._total_steps,
+            "epochs_completed": self._epochs_completed,
+            "batches_in_epoch": self._batches_in_epoch,
+            **(self._summed or running_sums(self._totals, self.model)),  # over every worker; the primary resumes them
+            "last_metrics": self._last_metrics,
+            "callbacks": [callback.state_dict() for callback in self._callbacks],
+            "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
+            **{key: component.state_dict() for key, component in self._stateful_components().items()},
+        }
+        with self._averaged_weights():
+            yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), training_state
+
+    def _stateful_components(self) -> dict[str, Any]:
+        components = {
+            "optimizer": self.optimizer,
+            "metric_tracker": self._metric_tracker,
+            "learning_rate_scheduler": self._learning_rate_scheduler,
+            "momentum_scheduler": self._momentum_scheduler,
+            "moving_average": self._moving_average,
+            "precision": self._precision,
+            "checkpointer": self._checkpointer,
+        }
+        return {key: component for key, component in components.items() if component is not None}
+
+    def _restore_checkpoint(self) -> int:
+        """Continue from the newest complete checkpoint, if any; returns the batch to start the epoch at."""
+        loaded = self._checkpointer.load_checkpoint() if self._checkpointer is not None else None
+        if loaded is None:
+            return 0
+        model_state, training_state = loaded
+        if training_state.get("version") != _STATE_VERSION:
+            raise RuntimeError(f"cannot resume: training state version {training_state.get('version')} is unknown")
+        # The live weights first: the moving average's state restores them over the averaged ones saved here.
+        self.model.load_state_dict(model_state)
+        for key, component in self._stateful_components().items():
+            if key in training_state:
+                component.load_state_dict(training_state[key])
+        for callback, state in zip(self._callbacks, training_state["callbacks"]):
+            callback.load_state_dict(state)
+        self._total_steps = training_state["total_steps"]
+        self._epochs_completed = training_state["epochs_completed"]
+        restore_running_sums(training_state, self._totals, self.model, self._primary)
+        self._last_metrics = training_state["last_metrics"]
+        self._best.load(self.device)
+        set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
+        logger.info(
+            "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
+        )
+        return training_state["batches_in_epoch"]
