@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from regimen.data.cached_files import cached_data_path, download_schemes, local_path, url_scheme
 from regimen.registry import ConfigurationError, Registrable
 
 Instance = dict[str, Any]
-
-CACHE_ROOT_VARIABLE = "REGIMEN_CACHE_ROOT"
-"""The environment variable naming the directory downloaded data files are cached in (default ``~/.cache/regimen``)."""
-
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class DatasetReader(Registrable):
@@ -79,14 +73,14 @@ class DatasetReader(Registrable):
         reader = f"read by the {self.reader_name()}, which reads a local file or a URL"
         scheme = url_scheme(path)
         if scheme is not None and scheme != "file":
-            supported = _download_schemes()
+            supported = download_schemes()
             if scheme in supported:
                 return None
             schemes = ", ".join(sorted(supported | {"file"}))
             return ConfigurationError(
                 f'unsupported URL scheme "{scheme}": {path} ({reader} with a scheme of {schemes})'
             )
-        local = Path(_local_path(path))
+        local = Path(local_path(path))
         if local.is_dir():
             return ConfigurationError(f"is a directory, expected a file: {path} ({reader})")
         if not local.is_file():
@@ -109,42 +103,6 @@ def max_instances_error(max_instances: int | None) -> ConfigurationError | None:
     return None
 
 
-def url_scheme(path: str) -> str | None:
-    """The scheme of a URL (``"https"`` for ``https://host/data.csv``), lower-cased; None for anything else."""
-    match = _URL_SCHEME.match(path)
-    return match.group(1).lower() if match else None
-
-
-def data_cache_dir() -> Path:
-    """Where downloaded data files are kept: ``$REGIMEN_CACHE_ROOT``, else ``~/.cache/regimen``."""
-    return Path(os.environ.get(CACHE_ROOT_VARIABLE) or Path.home() / ".cache" / "regimen").expanduser()
-
-
-def cached_data_path(path: str) -> str:
-    """The local file to read for a data path: a local path as it is (``~`` expanded, ``file://`` removed), a URL
-    downloaded into the cache (``data_cache_dir()``) on first use and the cached copy's path returned.
-
-    Each call asks the server for the file's ETag and downloads it again only when that changed (never, from a
-    server that sends none); when the server cannot be reached, the newest cached copy is used, as AllenNLP's
-    ``cached_path`` does (through the same ``cached-path`` library, whose connection retries take about 30 s
-    before it falls back). A URL that cannot be had is a ConfigurationError located at the URL
-    (``https://host/x.csv: cannot download: ...``), since it is raised while reading, where no config key is known.
-    Readers with ``reads_local_files`` call this through ``open_data_file``; others may call it for their URLs.
-    """
-    scheme = url_scheme(path)
-    if scheme is None or scheme == "file":
-        return _local_path(path)
-    from cached_path import cached_path  # imported here: it pulls in requests and the cloud clients
-
-    cache_dir = data_cache_dir()
-    try:
-        return str(cached_path(path, cache_dir=cache_dir, quiet=True))
-    except FileNotFoundError:
-        raise ConfigurationError("data file not found on the server", path) from None
-    except Exception as error:  # the schemes' clients raise their own kinds (requests, botocore, huggingface_hub)
-        raise ConfigurationError(_download_failure(path, error, cache_dir), path) from error
-
-
 def open_data_file(path: str, newline: str | None = None) -> IO[str]:
     """Open a UTF-8 text data file, or a URL's cached copy (see ``cached_data_path``; a byte-order mark is
     skipped); a missing file is a ConfigurationError naming it, since the path came from the config."""
@@ -154,34 +112,3 @@ def open_data_file(path: str, newline: str | None = None) -> IO[str]:
     if not file_path.is_file():
         raise ConfigurationError(f"data file not found: {path}")
     return open(file_path, encoding="utf-8-sig", newline=newline)
-
-
-def _local_path(path: str) -> str:
-    if url_scheme(path) == "file":
-        path = path[len("file://") :]
-    return os.path.expanduser(path)
-
-
-def _download_schemes() -> set[str]:
-    """The URL schemes ``cached_path`` downloads (http, https, s3, gs, hf, and whatever it gains)."""
-    from cached_path.schemes import get_supported_schemes
-
-    return set(get_supported_schemes())
-
-
-def _download_failure(url: str, error: Exception, cache_dir: Path) -> str:
-    """The message for a URL that could not be downloaded, saying whether a cached copy exists."""
-    import requests
-    from cached_path import find_latest_cached
-
-    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        cause = error.args[0] if error.args else error
-        reason = f"the server cannot be reached ({getattr(cause, 'reason', cause)})"
-    else:
-        reason = f"{type(error).__name__}: {error}"
-    if find_latest_cached(url, cache_dir) is None:
-        return (
-            f"cannot download: {reason}; no copy is cached in {cache_dir} (set {CACHE_ROOT_VARIABLE} to use "
-            "another cache); connect to the network, or point the data path at a local copy"
-        )
-    return f"cannot download: {reason}"

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from regimen.data import CsvReader, DatasetReader, JsonLinesReader, cached_data_path, open_data_file
-from regimen.data.dataset_reader import data_cache_dir
+from regimen.data.cached_files import data_cache_dir
 from regimen.registry import ConfigurationError
 from tests.conftest import FIXTURES, ROOT
 
