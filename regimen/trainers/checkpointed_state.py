@@ -30,6 +30,7 @@ class CheckpointedState:
             "batches_in_epoch": self._batches_in_epoch,
             **(self._summed or running_sums(self._totals, self.model)),  # over every worker; the primary resumes them
             "last_metrics": self._last_metrics,
+            "epoch_validation": self._epoch_validation,  # a step validation earlier in this epoch
             "callbacks": [callback.state_dict() for callback in self._callbacks],
             "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
             **{key: component.state_dict() for key, component in self._stateful_components().items()},
@@ -68,6 +69,7 @@ class CheckpointedState:
         self._epochs_completed = training_state["epochs_completed"]
         restore_running_sums(training_state, self._totals, self.model, self._primary)
         self._last_metrics = training_state["last_metrics"]
+        self._epoch_validation = training_state.get("epoch_validation", {})
         self._best.load(self.device)
         set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
         logger.info(

@@ -50,7 +50,12 @@ class InterruptAtStep(TrainerCallback):
 
 
 def run(
-    directory: Path, data: Path, model_seed: int = 0, interrupt_at: int | None = None, callback: Any = None
+    directory: Path,
+    data: Path,
+    model_seed: int = 0,
+    interrupt_at: int | None = None,
+    callback: Any = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[Trainer, Any]:
     torch.manual_seed(model_seed)
     model = Model.from_params(
@@ -67,7 +72,7 @@ def run(
     }
     torch.manual_seed(1234)  # the training RNG: dropout masks come from it
     trainer = Trainer.from_params(
-        Params(dict(CONFIG), "trainer"),
+        Params({**CONFIG, **(config or {})}, "trainer"),
         model=model,
         data_loader=loaders["train"],
         validation_data_loader=loaders["validation"],
@@ -120,6 +125,23 @@ def test_an_interrupted_run_resumes_bit_identical(tmp_path, data, reference, int
         torch.load(tmp_path / "best.th", weights_only=True)["network.0.weight"],
         torch.load(reference_dir / "best.th", weights_only=True)["network.0.weight"],
     )
+
+
+def test_a_run_validating_every_few_steps_resumes_with_the_epochs_earlier_validation(tmp_path, data):
+    """4 steps an epoch, a validation every 3: epoch 1 (steps 5-8) validates at step 6 only, just before the
+    checkpoint 4 batches into it; a run stopped at step 7 must still report that validation for epoch 1."""
+    config = {"validate_every_num_steps": 3}
+    reference_dir = tmp_path / "reference"
+    run(reference_dir, data, config=config)
+    _, interrupted = run(tmp_path / "resumed", data, interrupt_at=7, config=config)
+    assert interrupted is None
+    run(tmp_path / "resumed", data, model_seed=77, config=config)
+    names = sorted(path.name for path in reference_dir.glob("metrics_*.json"))
+    assert sorted(path.name for path in (tmp_path / "resumed").glob("metrics_*.json")) == names
+    for name in names:
+        resumed = json.loads((tmp_path / "resumed" / name).read_text())
+        assert resumed == json.loads((reference_dir / name).read_text()), name
+    assert "validation_accuracy" in json.loads((tmp_path / "resumed" / "metrics_epoch_1.json").read_text())
 
 
 def test_a_resumed_moving_average_keeps_averaging_the_live_weights(tmp_path, data, reference):
