@@ -23,10 +23,7 @@ from regimen.registry.values import check_positive
 from regimen.trainers.agreement import Agreement
 from regimen.trainers.atomic_files import BackgroundWriter, wait_for_writers
 from regimen.trainers.best_weights import BestWeights
-from regimen.trainers.callbacks import (
-    TensorBoardCallback,
-    TrainerCallback,
-)
+from regimen.trainers.callbacks import TensorBoardCallback, TrainerCallback
 from regimen.trainers.callbacks.backward import backward_by_callbacks
 from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, overriding
 from regimen.trainers.callbacks.defaults import gather_callbacks
@@ -82,7 +79,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
     - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
     - `use_amp` (bool, false) with `amp_dtype` ("float16" | "bfloat16", float16 on CUDA and bfloat16 on CPU);
-      `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP.
+      `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP;
+      `grad_scaling` (bool, true): float16 AMP scales the loss with a GradScaler (false: AllenNLP's switch to not).
     - `no_grad` (list[str], []): regexes of parameters to freeze.
     - `cuda_device` (int, null: the first CUDA device if there is one, else the CPU; -1: the CPU).
     - `compile` (bool or object, false): run the model through `torch.compile`; an object is passed to it as
@@ -116,6 +114,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         callbacks: list[TrainerCallback] | None = None,
         num_gradient_accumulation_steps: int = 1,
         use_amp: bool = False,
+        grad_scaling: bool = True,
         amp_dtype: Literal["float16", "bfloat16"] | None = None,
         opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
         compile: bool | dict[str, Any] = False,
@@ -150,7 +149,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._momentum_scheduler = momentum_scheduler
         self._moving_average = moving_average
         self._accumulation = num_gradient_accumulation_steps
-        self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level)
+        self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level, grad_scaling)
         self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
         components = [self.model, self.data_loader, self.validation_data_loader, optimizer]

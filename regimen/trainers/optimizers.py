@@ -148,10 +148,15 @@ def _match_groups(named: NamedParameters, groups: ParameterGroups) -> tuple[list
 
     examples = _quoted([name for name, _ in named][:5]) + (", ..." if len(named) > 5 else "")
     for index, group in enumerate(compiled):
-        if not matched_any[index]:
+        if not matched_any[index]:  # AllenNLP warns and keeps the empty group: one config serves several models
             patterns = _quoted([pattern for pattern, _ in group])
-            message = f"no parameter name matches any regex of this group ({patterns}); names look like {examples}"
-            errors.append(ConfigurationError(message, key=f"parameter_groups.{index}"))
+            logger.warning(
+                "parameter group %d: no parameter name matches any of its regexes (%s), so it is empty; names "
+                "look like %s",
+                index,
+                patterns,
+                examples,
+            )
             continue
         for pattern, _ in group:
             if (index, pattern) not in used:

@@ -20,10 +20,10 @@ class Precision:
     ``step()`` for the optimizer step, and never needs to know which precision it runs in.
     """
 
-    def __init__(self, device: torch.device, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype | None = None, grad_scaling: bool = True) -> None:
         self.device = device
         self.dtype = dtype
-        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and grad_scaling else None
 
     def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Called once with the built model and optimizer (apex rewrites them here)."""
@@ -86,13 +86,17 @@ class ApexPrecision(Precision):
 
 
 def make_precision(
-    device: torch.device, use_amp: bool, amp_dtype: str | None = None, opt_level: str | None = None
+    device: torch.device,
+    use_amp: bool,
+    amp_dtype: str | None = None,
+    opt_level: str | None = None,
+    grad_scaling: bool = True,
 ) -> Precision:
     """The precision a trainer config asks for.
 
     ``use_amp`` with ``amp_dtype`` (default float16 on CUDA, bfloat16 on CPU) is native AMP. An AllenNLP 1.x
     ``opt_level`` uses apex when it is installed and a CUDA device is used; otherwise "O0" means full precision
-    and "O1"-"O3" native AMP, with a logged note.
+    and "O1"-"O3" native AMP, with a logged note. ``grad_scaling`` false leaves float16 losses unscaled.
     """
     if opt_level is not None and opt_level != "O0":
         if device.type == "cuda" and _apex_available():
@@ -103,8 +107,8 @@ def make_precision(
     if not use_amp:
         return Precision(device)
     if amp_dtype is None:
-        return Precision(device, torch.float16 if device.type == "cuda" else torch.bfloat16)
-    return Precision(device, getattr(torch, amp_dtype))
+        return Precision(device, torch.float16 if device.type == "cuda" else torch.bfloat16, grad_scaling)
+    return Precision(device, getattr(torch, amp_dtype), grad_scaling)
 
 
 def _apex_available() -> bool:

@@ -687,3 +687,13 @@ def test_an_allennlp_0_9_checkpoint_key_with_checkpoints_switched_off_is_an_erro
         "trainer.num_serialized_models_to_keep: is AllenNLP 0.9's place for checkpointer.keep_most_recent_by_count, "
         "but checkpointer is null"
     )
+
+
+def test_grad_scaling_false_trains_float16_without_a_scaler():
+    """AllenNLP 2.x's `grad_scaling` (gradient_descent_trainer.py): with use_amp, false builds no GradScaler."""
+    scaled = make_trainer({"num_epochs": 1, "use_amp": True, "amp_dtype": "float16"})
+    unscaled = make_trainer({"num_epochs": 1, "use_amp": True, "amp_dtype": "float16", "grad_scaling": False})
+    assert scaled._scaler is not None and unscaled._scaler is None
+    assert unscaled._precision.dtype == torch.float16
+    metrics = unscaled.train()
+    assert 0 < metrics["training_loss"] < float("inf")
