@@ -221,6 +221,9 @@ class TrainModel(Experiment):
             reader = self.dataset_reader if split == "train" else self.validation_dataset_reader
             self.loaders[split] = lazy.construct(reader=reader, data_path=path, seed=random_seed or 0)
         self.model = self._model.construct()
+        for split in ("train", "validation"):  # read now (the loaders keep it): a data mistake is reported at its key
+            if split in self.loaders:
+                _read_data(self.loaders[split], f"{split}_data_path")
         self.trainer = self._trainer.construct(
             model=self.model,
             data_loader=self.loaders["train"],
@@ -258,6 +261,17 @@ def seed_everything(random_seed: int | None, numpy_seed: int | None, pytorch_see
         numpy.random.seed(numpy_seed)
     if pytorch_seed is not None:
         torch.manual_seed(pytorch_seed)  # seeds every CUDA device too
+
+
+def _read_data(loader: DataLoader, key: str) -> None:
+    """Have ``loader`` read its data (``len`` counts its batches), placing a mistake in the data at ``key``: the
+    reader's errors name ``file:line``, and would otherwise surface from whichever constructor first asked."""
+    try:
+        len(loader)
+    except ConfigurationError as error:
+        raise error.located(key) from None
+    except ValueError as error:
+        raise ConfigurationError(str(error), key) from error
 
 
 def _data_path_error(key: str, reader: DatasetReader, path: str | None) -> ConfigurationError | None:

@@ -228,6 +228,10 @@ BAD_INPUTS = {
         'validation_data_path: file not found: no/such.csv (read by the "csv" reader',
     ),
     "bad value": ([CONFIG, "-o", '{"model.dropout": 1.5}'], "model.dropout: must be in [0, 1), got 1.5"),
+    "bad data row": (
+        [CONFIG, "-o", json.dumps({"train_data_path": str(FIXTURES / "data" / "bad_value.csv")})],
+        f"train_data_path: {FIXTURES / 'data' / 'bad_value.csv'}:3: column \"x2\": expected a number, got 'oops'",
+    ),
 }
 
 
