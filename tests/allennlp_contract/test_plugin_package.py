@@ -88,6 +88,10 @@ CONFIG = {
 
 
 def test_an_allennlp_style_plugin_package_trains_and_evaluates(tmp_path):
+    """Pins allennlp/training/util.py `data_loaders_from_params` (each data path reaches the reader as given),
+    allennlp/training/gradient_descent_trainer.py `_validation_loss` (metrics read in eval mode) and
+    allennlp/commands/evaluate.py (the archived reader reads `input_file`), for one package holding all three; the
+    plain `@Trainer.register` is regimen's deliberate difference (allennlp/common/registrable.py used __init__)."""
     (tmp_path / "user_plugins").mkdir()
     (tmp_path / "user_plugins" / "__init__.py").write_text(PLUGIN)
     (tmp_path / "experiment.json").write_text(json.dumps(CONFIG))

@@ -214,8 +214,9 @@ def test_allennlp_0_9_trainer_keys_are_taken_where_they_moved(tmp_path):
 
 
 def test_a_0_9_key_given_in_both_places_is_a_configuration_error(tmp_path):
-    """The same setting at the trainer's top level (0.9) and in its new block is ambiguous: refused before training,
-    naming both keys, with nothing written."""
+    """allennlp 0.9's allennlp/training/trainer.py read `num_serialized_models_to_keep` at the trainer's top level,
+    1.x's allennlp/training/checkpointer.py in the checkpointer; a config giving both places is ambiguous, so it is
+    refused before training, naming both keys, with nothing written."""
     overrides = {"trainer.num_serialized_models_to_keep": 1, "trainer.checkpointer": {"keep_most_recent_by_count": 3}}
     result = train(tmp_path, overrides)
     assert result.returncode == 2, result.stderr
