@@ -456,8 +456,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             metrics.update(self._track(epoch, metrics))
             score = self._metric_tracker.current_score
         self._epoch_validation = {}
-        metrics["best_epoch"] = self._metric_tracker.best_epoch
-        metrics["epoch"] = epoch
+        metrics.update(self._best_metrics(), best_epoch=self._metric_tracker.best_epoch, epoch=epoch)
         self._last_metrics.update(metrics)  # a validation's keys stay until the next validation
         self._write_metrics(f"epoch_{epoch}", metrics)
         if self._learning_rate_scheduler is not None:
@@ -471,14 +470,15 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         """A validation after an optimizer step (``validate_every_num_steps``); True when patience has run out."""
         metrics = self._epoch_metrics(totals, "training_")
         self._epoch_validation = self._track(epoch, metrics)
-        metrics.update(self._epoch_validation, best_epoch=self._metric_tracker.best_epoch, epoch=epoch)
+        metrics.update(self._epoch_validation, **self._best_metrics())
+        metrics.update(best_epoch=self._metric_tracker.best_epoch, epoch=epoch)
         self._last_metrics.update(metrics)
         self._write_metrics(f"step_{self._total_steps}", metrics)
         return self._out_of_patience()
 
     def _track(self, epoch: int, training_metrics: dict[str, Any]) -> dict[str, Any]:
         """Validate (or, without validation data, take the training metrics), track the score and keep the best
-        weights; returns the ``validation_*`` and ``best_validation_*`` metrics."""
+        weights; returns the ``validation_*`` metrics."""
         tracked = {key.removeprefix("training_"): value for key, value in training_metrics.items()}
         metrics: dict[str, Any] = {}
         if self.validation_data_loader is not None:
@@ -488,9 +488,13 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if self._metric_tracker.is_best_so_far():
             with self._averaged_weights():
                 self._best.update(self.model.state_dict(), self._total_steps)
-        if self.validation_data_loader is not None:  # without validation data, training metrics pick the best
-            metrics.update({f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()})
         return metrics
+
+    def _best_metrics(self) -> dict[str, Any]:
+        """``best_validation_*`` of the best validation so far, for every epoch's metrics (none without validation)."""
+        if self.validation_data_loader is None:
+            return {}
+        return {f"best_validation_{k}": v for k, v in self._metric_tracker.best_epoch_metrics.items()}
 
     def _write_metrics(self, name: str, metrics: dict[str, Any]) -> None:
         if self._serialization_dir is not None and self._primary:

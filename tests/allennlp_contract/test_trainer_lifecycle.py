@@ -154,6 +154,9 @@ def test_should_validate_callback_picks_the_epochs_that_validate(tmp_path):
         for epoch in range(5)
     ]
     assert validated == [False, False, True, False, True]
+    # The best validation so far stays in the files of the epochs that did not validate, as AllenNLP keeps it.
+    epoch_2, epoch_3 = (json.loads((tmp_path / "run" / f"metrics_epoch_{e}.json").read_text()) for e in (2, 3))
+    assert epoch_3["best_validation_accuracy"] == epoch_2["best_validation_accuracy"] == epoch_2["validation_accuracy"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_epoch"] in (2, 4)
 
 
