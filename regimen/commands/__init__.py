@@ -8,7 +8,15 @@ import os
 import sys
 import traceback
 
-from regimen.commands import evaluate, print_config, print_results, train  # noqa: F401  (each registers its command)
+from regimen.commands import (  # noqa: F401  (each registers its command)
+    best_params,
+    evaluate,
+    print_config,
+    print_results,
+    retrain,
+    train,
+    tune,
+)
 from regimen.commands.subcommand import Subcommand
 from regimen.registry import ConfigurationError, import_module_and_submodules, import_plugins
 

@@ -15,6 +15,7 @@ from typing import Any
 from regimen.commands.subcommand import Subcommand
 from regimen.registry import ConfigurationError
 from regimen.registry.errors import unknown_name_message
+from regimen.tuning.study import STUDY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,21 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print(line(texts))
 
 
+def print_study(directory: str, as_csv: bool) -> None:
+    """The trials of the study ``regimen tune`` ran in ``directory``: best first, the best one marked ``*``."""
+    from regimen.tuning.results import study_rows
+
+    rows, names, metric = study_rows(directory)
+    columns = ["best", "trial", "state", *names, metric]
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    print(f"study in {directory}: {len(rows)} trials")
+    print_table(rows, columns)
+
+
 @Subcommand.register("print-results")
 class PrintResults(Subcommand):
     """Summarise training runs, one row per serialization directory (see ``description`` for the details).
@@ -139,7 +155,8 @@ class PrintResults(Subcommand):
     description = (
         "Print one row per run directory: status, epochs, best epoch and key metrics (a directory that is not a run "
         "stands for every run below it). Unfinished runs show their newest metrics_epoch/step file; a missing value "
-        "shows as '-'. Rows keep the order given (runs found below a directory sorted by path) unless --sort COLUMN "
+        "shows as '-'. A study directory (regimen tune) lists its trials instead, best first. Rows keep the order "
+        "given (runs found below a directory sorted by path) unless --sort COLUMN "
         "sorts them, smallest first (--descending: largest first); runs without that value come last."
     )
 
@@ -157,7 +174,13 @@ class PrintResults(Subcommand):
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        rows = [result_row(run) for directory in args.directories for run in find_runs(directory)]
+        studies = [directory for directory in args.directories if os.path.isfile(os.path.join(directory, STUDY_FILE))]
+        for directory in studies:
+            print_study(directory, args.csv)
+        runs = [directory for directory in args.directories if directory not in studies]
+        if not runs:
+            return 0
+        rows = [result_row(run) for directory in runs for run in find_runs(directory)]
         columns = FIXED_COLUMNS + metric_columns(rows, args.metrics)
         if args.sort is not None:
             if args.sort not in columns:

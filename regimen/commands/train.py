@@ -26,40 +26,18 @@ class Train(Subcommand):
 
     def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
         subparser = parser.add_parser("train", description=self.description, help=self.description)
-        subparser.add_argument("param_path", help="the experiment file (.jsonnet or .json)")
-        subparser.add_argument(
-            "-s", "--serialization-dir", required=True, help="the directory for checkpoints, logs, metrics, archive"
-        )
-        group = subparser.add_mutually_exclusive_group()
-        group.add_argument(
-            "-r", "--recover", action="store_true", help="continue the run in the serialization directory"
-        )
-        group.add_argument(
-            "-f", "--force", action="store_true", help="replace the serialization directory if it exists"
-        )
-        subparser.add_argument(
-            "--node-rank", type=int, default=0, help="this machine's rank in a multi-node run (0 on the primary)"
-        )
-        subparser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="build everything (read the data, the model, the trainer), print a summary and train nothing",
-        )
-        subparser.add_argument(
-            "--file-friendly-logging",
-            action="store_true",
-            help="periodic plain progress lines instead of a progress bar (for logs that are files)",
-        )
-        add_common_arguments(subparser)
+        add_train_arguments(subparser)
         subparser.set_defaults(func=self.run)
         return subparser
 
     @staticmethod
-    def run(args: argparse.Namespace) -> int:
+    def run(args: argparse.Namespace, ext_vars: dict[str, str] | None = None) -> int:
+        """Train as the arguments say; ``ext_vars`` are external variables of the experiment besides the
+        environment's (``regimen retrain`` passes a study's best values)."""
         from regimen.experiment import check_experiment, run_experiment
         from regimen.trainers.preemption import TrainingPreempted
 
-        params = Params.from_file(args.param_path, args.overrides)
+        params = Params.from_file(args.param_path, args.overrides, ext_vars)
         if args.file_friendly_logging:
             trainer = params.get("trainer")
             if trainer is None:
@@ -83,3 +61,28 @@ class Train(Subcommand):
         if metrics:  # the other machines of a multi-node run have none
             print(json.dumps(metrics, indent=4))
         return 0
+
+
+def add_train_arguments(subparser: argparse.ArgumentParser) -> None:
+    """The arguments of ``regimen train`` (``regimen retrain`` takes them too)."""
+    subparser.add_argument("param_path", help="the experiment file (.jsonnet or .json)")
+    subparser.add_argument(
+        "-s", "--serialization-dir", required=True, help="the directory for checkpoints, logs, metrics, archive"
+    )
+    group = subparser.add_mutually_exclusive_group()
+    group.add_argument("-r", "--recover", action="store_true", help="continue the run in the serialization directory")
+    group.add_argument("-f", "--force", action="store_true", help="replace the serialization directory if it exists")
+    subparser.add_argument(
+        "--node-rank", type=int, default=0, help="this machine's rank in a multi-node run (0 on the primary)"
+    )
+    subparser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build everything (read the data, the model, the trainer), print a summary and train nothing",
+    )
+    subparser.add_argument(
+        "--file-friendly-logging",
+        action="store_true",
+        help="periodic plain progress lines instead of a progress bar (for logs that are files)",
+    )
+    add_common_arguments(subparser)

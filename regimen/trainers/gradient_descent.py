@@ -127,8 +127,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         super().__init__(serialization_dir, cuda_device, distributed)
         check_positive(num_epochs=num_epochs, validate_every_num_epochs=validate_every_num_epochs)
         check_positive(num_steps=num_steps, validate_every_num_steps=validate_every_num_steps)
-        check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps)
-        check_positive(grad_clipping=grad_clipping)
+        check_positive(num_gradient_accumulation_steps=num_gradient_accumulation_steps, grad_clipping=grad_clipping)
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
@@ -464,6 +463,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if self._momentum_scheduler is not None:
             self._momentum_scheduler.step(score)
         self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
+        if self._dist.any(bool(self.should_stop)):  # every worker asks here, so that they stop together
+            logger.info("a callback set trainer.should_stop: training ends after epoch %d", epoch)
+            return True
         return self._out_of_patience()
 
     def _step_validation(self, epoch: int, totals: LossTotals) -> bool:
@@ -573,7 +575,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         for worker_memory in self._dist.gather_objects(peak_memory_mb(self._dist.rank)) or []:
             metrics.update(worker_memory)  # every worker's peak, on the primary
         metrics.update({k: v for k, v in self._last_metrics.items() if k not in ("best_epoch",)})
-        return _jsonable(metrics)
+        return json.loads(json.dumps(metrics, default=float))  # plain JSON values (tensors, numpy numbers: floats)
 
 
 def _groups(batches: Iterable[dict[str, Any]], size: int) -> Iterator[tuple[dict[str, Any], ...]]:
@@ -594,7 +596,3 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{int((seconds % 1) * 1e6):06d}"
-
-
-def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(metrics, default=float))

@@ -35,9 +35,14 @@ class Trainer(Registrable):
     ``serialization_dir`` is where results go (None: nowhere), ``cuda_device`` the device (None: auto, -1: CPU).
     ``distributed`` (given by the experiment, not written in configs) connects this worker to the others of a
     distributed run; it then decides the device, and only the primary worker writes files.
+
+    A callback ends training early by setting ``trainer.should_stop = True`` (Lightning's name): training stops
+    after the current epoch, with the usual final metrics, best weights and archive. In a distributed run it is
+    enough that one worker sets it.
     """
 
     default_implementation = "gradient_descent"
+    should_stop: bool = False
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""ShouldValidateCallback and the backward callbacks, in process: the rules behind the CLI contract tests."""
+"""ShouldValidateCallback, the backward callbacks and `should_stop`, in process: the rules behind the CLI tests."""
 
 from __future__ import annotations
 
@@ -62,3 +62,20 @@ def test_a_callback_claiming_the_backward_after_another_is_an_error_even_if_it_d
     trainer._callbacks += [Careless(), Careless()]
     with pytest.raises(OnBackwardException, match="Careless ran it after Careless had"):
         trainer.train()
+
+
+def test_a_callback_setting_should_stop_ends_training_after_that_epoch(tmp_path):
+    """Lightning's ``trainer.should_stop``: the run ends after the epoch, with its final metrics and best weights."""
+
+    class StopAfterSecond(TrainerCallback):
+        def on_epoch(self, trainer, metrics, epoch, is_primary=True, **kwargs):
+            self.last_epoch = epoch
+            if epoch == 1:
+                trainer.should_stop = True
+
+    callback = StopAfterSecond()
+    trainer = make_trainer({"num_epochs": 6}, serialization_dir=str(tmp_path))
+    trainer._callbacks.append(callback)
+    metrics = trainer.train()
+    assert callback.last_epoch == 1 and metrics["training_epochs"] == 2 and metrics["epoch"] == 1
+    assert "best_validation_loss" in metrics and (tmp_path / "best.th").is_file()
