@@ -15,10 +15,10 @@ logger = logging.getLogger(__name__)
 class Tune(Subcommand):
     """Search hyper-parameters with Optuna, each trial an ordinary run in ``DIR/trial_<number>``.
 
-    The arguments are allennlp-optuna's. Exit status: 0 when the study has its trials, 2 for a mistake in the
-    experiment, the hyper-parameter file, the Optuna config or the arguments (found before any trial runs, or when
-    a trial's config proves wrong), 75 when a signal stopped it (the running trial saved a checkpoint; rerun with
-    ``--skip-if-exists`` to resume it and go on).
+    The arguments are allennlp-optuna's. Exit status: 0 when the study has its trials, 1 when every one failed, 2 for
+    a mistake in the experiment, the hyper-parameter file, the Optuna config or the arguments (found before any
+    trial runs, or when a trial's config proves wrong), 75 when a signal stopped it (the running trial saved a
+    checkpoint; rerun with ``--skip-if-exists`` to resume it and go on).
     """
 
     description = "Search an experiment's hyper-parameters with Optuna: each trial trains in DIR/trial_<number>."
@@ -99,8 +99,14 @@ class Tune(Subcommand):
                 "%s; continue it with the same command and --skip-if-exists (the interrupted trial resumes)", stop
             )
             return PREEMPTION_EXIT_CODE
-        print(f"study {study.study_name}: {len(study.trials)} trials in {options.directory}")
         from optuna.trial import TrialState
+
+        states = [trial.state.name.lower() for trial in study.trials]
+        counts = ", ".join(f"{states.count(state)} {state}" for state in dict.fromkeys(sorted(states)))
+        print(f"study {study.study_name}: {len(states)} trials ({counts}) in {options.directory}")
+        if all(trial.state == TrialState.FAIL for trial in study.trials):
+            print("regimen: every trial failed; each one's out.log in its trial_<number> directory says how")
+            return 1
 
         if any(trial.state == TrialState.COMPLETE for trial in study.trials):
             best = study.best_trial

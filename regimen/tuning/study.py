@@ -231,7 +231,9 @@ class _TrialRunner:
                 logger.error("trial %d failed (exit status %d): see %s", number, returncode, directory / "out.log")
             elif (directory / PRUNED_NAME).is_file():
                 self.study.tell(number, state=TrialState.PRUNED)
-                logger.info("trial %d was pruned: %s", number, (directory / PRUNED_NAME).read_text().strip())
+                marker = json.loads((directory / PRUNED_NAME).read_text())
+                shown = (marker["epoch"], marker["monitor"], marker["value"])
+                logger.info("trial %d was pruned after epoch %d (%s = %s)", number, *shown)
             else:
                 value = self._objective(number, directory)
                 self.study.tell(number, value)

@@ -237,3 +237,28 @@ def test_a_metrics_key_no_trial_has_stops_the_study_with_the_keys_it_has(tmp_pat
     assert "--metrics: 'best_validation_acuracy' is not a number in" in result.stderr
     assert "best_validation_accuracy" in result.stderr
     assert [trial.state for trial in load(study_dir).trials] == [TrialState.FAIL]
+
+
+def test_a_trial_that_crashes_is_recorded_failed_and_the_study_goes_on(tmp_path):
+    sgd = {**OPTIMIZER, "attributes": {"name": "optimizer", "choices": ["sgd"]}}
+    diverging = [{**LR, "attributes": {"name": "lr", "low": 1e8, "high": 1e9}}, HIDDEN, sgd]  # the loss becomes NaN
+    study_dir = tmp_path / "crashing"
+    result = tune(study_dir, "--n-trials", "2", hparams=bad_file(tmp_path, diverging))
+    assert "trial 0 failed (exit status 1): see" in result.stderr and "trial 1 failed (exit status 1)" in result.stderr
+    assert [trial.state for trial in load(study_dir).trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert "the training loss became nan" in (study_dir / "trial_1" / "out.log").read_text()
+    assert result.returncode == 1 and "every trial failed" in result.stdout
+
+
+def test_the_readme_example_study_runs_as_shown(tmp_path):
+    config = ROOT / "training_config"
+    result = run_cli(
+        "tune", str(config / "digits_tune.jsonnet"), str(config / "digits_tune_hparams.json"),
+        "--optuna-param-path", str(config / "digits_tune_optuna.json"), "-s", str(tmp_path / "digits_tune"),
+        "--n-trials", "1", "--metrics", "best_validation_accuracy", "--direction", "maximize",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "study digits_tune: 1 trials (1 complete) in" in result.stdout
+    (trial,) = load(tmp_path / "digits_tune").trials
+    assert result.stdout.strip().splitlines()[-1] == " ".join(f"{k}={v}" for k, v in trial.params.items())
+    assert trial.value > 0.9  # the README's trial 0
