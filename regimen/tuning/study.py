@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,10 +85,16 @@ def tune(options: TuneOptions) -> Any:
     wrong) and StudyInterrupted when a signal stopped it."""
     space, optuna_config = check_tuning(options)
     directory = options.directory
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     storage = options.storage or default_storage(directory)
     name = options.study_name or directory.resolve().name
-    study = _open_study(options, storage, name, optuna_config)
+    try:
+        study = _open_study(options, storage, name, optuna_config)
+    except ConfigurationError:
+        if created:  # a failed command leaves no directory behind
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     write_json_atomically(
         directory / STUDY_FILE,
         {"study_name": name, "storage": storage, "metric": options.metric, "direction": options.direction},
@@ -142,10 +149,7 @@ def check_tuning(options: TuneOptions) -> tuple[list[Hyperparameter], dict[str, 
 def _open_study(options: TuneOptions, storage: str, name: str, optuna_config: dict[str, Any]) -> Any:
     import optuna
 
-    try:
-        storage_object = optuna.storages.RDBStorage(storage)
-    except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver, a server that is down
-        raise ConfigurationError(f"cannot open the study storage {storage}: {error}", "--storage") from None
+    storage_object = _open_storage(storage)
     existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage_object)}
     if name in existing and not options.skip_if_exists:
         raise ConfigurationError(
@@ -167,6 +171,26 @@ def _open_study(options: TuneOptions, storage: str, name: str, optuna_config: di
             f"study {name!r} was started to {stored} its objective; give --direction {stored}", "--direction"
         )
     return study
+
+
+def _open_storage(url: str, attempts: int = 20) -> Any:
+    """Optuna's storage at ``url``. Processes that start a study together race to create its tables; the one that
+    loses gets an SQLAlchemy integrity or operational error and tries again once the winner is done."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+            failure: Exception = error
+            if attempt < attempts:
+                time.sleep(0.25)
+                continue
+        except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver
+            failure = error
+        break
+    raise ConfigurationError(f"cannot open the study storage {url}: {failure}", "--storage") from None
 
 
 class _TrialRunner:

@@ -262,3 +262,11 @@ def test_the_readme_example_study_runs_as_shown(tmp_path):
     (trial,) = load(tmp_path / "digits_tune").trials
     assert result.stdout.strip().splitlines()[-1] == " ".join(f"{k}={v}" for k, v in trial.params.items())
     assert trial.value > 0.9  # the README's trial 0
+
+
+def test_a_storage_that_cannot_be_opened_is_exit_2_and_leaves_no_directory(tmp_path):
+    study_dir = tmp_path / "never"
+    result = tune(study_dir, "--storage", "nosuchdb://localhost/study")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--storage: cannot open the study storage nosuchdb://localhost/study" in result.stderr
+    assert not study_dir.exists()
