@@ -270,3 +270,19 @@ def test_a_storage_that_cannot_be_opened_is_exit_2_and_leaves_no_directory(tmp_p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--storage: cannot open the study storage nosuchdb://localhost/study" in result.stderr
     assert not study_dir.exists()
+
+
+def test_a_trial_whose_config_proves_wrong_stops_the_study(tmp_path):
+    # The check before the study uses each hyper-parameter's first choice (adam, valid); trial 0 draws the second.
+    choices = {**OPTIMIZER, "attributes": {"name": "optimizer", "choices": ["adam", "nosuch"]}}
+    config = tmp_path / "optuna.json"
+    config.write_text(json.dumps({"sampler": {"type": "RandomSampler", "attributes": {"seed": 1}}}))
+    study_dir = tmp_path / "wrong"
+    hparams = bad_file(tmp_path, [LR, HIDDEN, choices])
+    result = tune(study_dir, "--n-trials", "3", "--optuna-param-path", str(config), hparams=hparams)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert 'unknown Optimizer type "nosuch"' in result.stderr
+    assert "trial 0 stopped with a configuration error (above); every trial would fail, so the study stops" in (
+        result.stderr
+    )
+    assert [trial.state for trial in load(study_dir).trials] == [TrialState.FAIL]
