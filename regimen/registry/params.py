@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -67,7 +68,11 @@ class Params(MutableMapping[str, Any]):
         try:
             text = _jsonnet.evaluate_file(str(path), ext_vars=variables)
         except RuntimeError as error:
-            raise ConfigurationError(f"cannot evaluate {path}:\n{str(error).rstrip()}") from None
+            message = f"cannot evaluate {path}:\n{str(error).rstrip()}"
+            missing = re.search(r"undefined external variable: (\w+)", message)
+            if missing is not None:  # std.extVar reads the environment
+                message += f"\nset it in the environment ({missing[1]}=... regimen ...), or search it with regimen tune"
+            raise ConfigurationError(message) from None
         config = json.loads(text)
         if not isinstance(config, dict):
             raise ConfigurationError(f"{path} must evaluate to an object, got {type(config).__name__}")

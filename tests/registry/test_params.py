@@ -55,8 +55,9 @@ def test_a_runtime_error_names_file_line_and_column(fixtures):
 def test_a_missing_ext_var_is_a_configuration_error(fixtures, monkeypatch):
     monkeypatch.delenv("REGIMEN_TEST_LR", raising=False)
     monkeypatch.setenv("REGIMEN_TEST_DATA", "x")
-    with pytest.raises(ConfigurationError, match="(?i)undefined external variable: REGIMEN_TEST_LR"):
+    with pytest.raises(ConfigurationError, match="(?i)undefined external variable: REGIMEN_TEST_LR") as info:
         Params.from_file(fixtures / "registry" / "experiment.jsonnet")
+    assert "set it in the environment (REGIMEN_TEST_LR=... regimen ...)" in str(info.value)
 
 
 def test_a_missing_file_is_a_configuration_error(tmp_path):
