@@ -228,6 +228,7 @@ class TrainModel(Experiment):
             model=self.model,
             data_loader=self.loaders["train"],
             validation_data_loader=self.loaders.get("validation"),
+            test_data_loader=self.loaders.get("test"),
             serialization_dir=self.serialization_dir,
             distributed=distributed,
         )
@@ -245,8 +246,9 @@ class TrainModel(Experiment):
 
     def run(self) -> dict[str, Any]:
         self.build()
-        metrics = self.trainer.train()
-        if "test" in self.loaders and self._primary:
+        metrics = self.trainer.train()  # the built-in trainer evaluates on the test data itself, before on_end
+        tested = any(key.startswith("test_") for key in metrics)
+        if "test" in self.loaders and self._primary and not tested:  # a trainer that takes no test_data_loader
             logger.info("evaluating the best model on the test data (%s)", self.paths["test"])
             test_metrics = evaluate(self.model, self.loaders["test"], self.trainer.device)
             metrics.update({f"test_{name}": value for name, value in test_metrics.items()})

@@ -34,7 +34,7 @@ def evaluate(
     try:
         with torch.inference_mode():
             for batch in batches:
-                output = sum_named_losses(dict(model(**move_to_device(batch, device))))
+                output = sum_named_losses(dict(model(**move_to_device(batch, device))), model)
                 totals.add(output)
                 if file is not None:
                     for instance in _per_instance(output, _batch_size(batch)):
@@ -45,11 +45,30 @@ def evaluate(
     return totals.metrics("", model, reset=True)
 
 
-def sum_named_losses(output: dict[str, Any]) -> dict[str, Any]:
-    """A model's output with a dict of named losses summed into ``loss`` and kept as ``named_losses``."""
-    if isinstance(output.get("loss"), dict):
-        output["named_losses"] = output["loss"]
-        output["loss"] = sum(output["loss"].values())
+def sum_named_losses(output: dict[str, Any], model: Any = None) -> dict[str, Any]:
+    """A model's output with its ``loss`` summed when it is a dict of named losses or a list (or tuple) of them,
+    the terms kept as ``named_losses`` (a list's named ``0``, ``1``, ...), so they are logged as ``loss_<name>``.
+    Any other ``loss`` than a tensor is a TypeError naming the model's class."""
+    loss = output.get("loss")
+    if isinstance(loss, dict):
+        named = loss
+    elif isinstance(loss, (list, tuple)):
+        named = {str(index): term for index, term in enumerate(loss)}
+    else:
+        named = {"": loss} if loss is not None else {}
+    wrong = {name: term for name, term in named.items() if not isinstance(term, torch.Tensor)}
+    if loss is not None and not named:
+        wrong = {"": loss}  # an empty dict or list: nothing to train on
+    if wrong:
+        name, term = next(iter(wrong.items()))
+        where = f"'loss'[{name!r}]" if name else "'loss'"
+        raise TypeError(
+            f"{type(model).__name__}.forward returned {where} as {type(term).__name__} ({str(term)[:60]}); expected "
+            "a tensor, a dict of named loss tensors, or a list of loss tensors"
+        )
+    if isinstance(loss, (dict, list, tuple)):
+        output["named_losses"] = named
+        output["loss"] = sum(named.values())
     return output
 
 

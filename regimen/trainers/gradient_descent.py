@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ from regimen.trainers.atomic_files import BackgroundWriter, wait_for_writers
 from regimen.trainers.best_weights import BestWeights
 from regimen.trainers.callbacks import TensorBoardCallback, TrainerCallback
 from regimen.trainers.callbacks.backward import backward_by_callbacks
-from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, overriding
+from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, HookDispatch
 from regimen.trainers.callbacks.defaults import gather_callbacks
 from regimen.trainers.checkpointed_state import CheckpointedState
 from regimen.trainers.checkpointer import Checkpointer
@@ -38,11 +38,11 @@ from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
 from regimen.trainers.momentum_schedulers import MomentumScheduler
-from regimen.trainers.moving_average import MovingAverage
+from regimen.trainers.moving_average import MovingAverage, averaged_weights
 from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
-from regimen.trainers.progress import Progress
+from regimen.trainers.progress import Progress, format_duration
 from regimen.trainers.random_state import rng_state
 from regimen.trainers.trainer import Trainer
 
@@ -57,7 +57,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
 
     Registered as a `Trainer` with name "gradient_descent" (the default).
 
-    Config keys (the experiment supplies `model`, `data_loader`, `validation_data_loader` and
+    Config keys (the experiment supplies `model`, `data_loader`, `validation_data_loader`, `test_data_loader` and
     `serialization_dir`):
     - `num_epochs` (int, 20): epochs to train; `num_steps` (int, null) instead trains for that many optimizer steps.
     - `patience` (int, null): stop after this many validations without strict improvement.
@@ -99,6 +99,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         patience: int | None = None,
         validation_metric: str | list[str] = "-loss",
         validation_data_loader: DataLoader | None = None,
+        test_data_loader: DataLoader | None = None,
         num_epochs: int = 20,
         num_steps: int | None = None,
         validate_every_num_epochs: int = 1,
@@ -137,6 +138,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self.optimizer = optimizer
         self.data_loader = self._dist.shard(data_loader)
         self.validation_data_loader = self._dist.shard(validation_data_loader)
+        self.test_data_loader = self._dist.shard(test_data_loader)  # evaluated after training, best weights in
         self._metric_tracker = MetricTracker(validation_metric, patience)
         self._num_epochs = num_epochs
         self._num_steps = num_steps
@@ -151,7 +153,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level, grad_scaling)
         self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
-        components = [self.model, self.data_loader, self.validation_data_loader, optimizer]
+        loaders = [self.data_loader, self.validation_data_loader, self.test_data_loader]
+        components = [self.model, *loaders, *(getattr(loader, "reader", None) for loader in loaders), optimizer]
         components += [learning_rate_scheduler, momentum_scheduler, moving_average]
         self._callbacks = gather_callbacks(
             callbacks or [], serialization_dir, components, enable_default_callbacks, run_confidence_checks
@@ -170,8 +173,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._epoch_validation: dict[str, Any] = {}  # the current epoch's last step validation
         # AllenNLP's name: callbacks (should_validate_callback) switch the validation of the coming epoch off.
         self._should_validate_this_epoch = True
-        self._batch_callbacks: list[TrainerCallback] = []
-        self._backward_callbacks: list[TrainerCallback] = []
+        self._hooks = HookDispatch([])  # made from the callbacks when training starts
         self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
         self._summed: dict[str, Any] | None = None  # the running sums over every worker, for that checkpoint
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
@@ -258,30 +260,28 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         """
         start = time.monotonic()
         metrics: dict[str, Any] | None = None
+        self._hooks = hooks = HookDispatch(self._callbacks)  # each hook calls only the callbacks that define it
         try:
             with self._preemption:
                 if self._serialization_dir is not None and self._primary:
                     Path(self._serialization_dir).mkdir(parents=True, exist_ok=True)
                 start_batch = self._restore_checkpoint()
-                # Only the callbacks that do something after a batch (or do the backward pass) are called per batch.
-                self._batch_callbacks = overriding(self._callbacks, "on_batch")
-                self._backward_callbacks = overriding(self._callbacks, "on_backward")
-                self._call_callbacks("on_start", self, is_primary=self._primary)
+                hooks("on_start", self, is_primary=self._primary)
                 first_epoch = self._epochs_completed
                 while not self._finished():
                     if self._train_epoch(self._epochs_completed, start_batch):
                         break
                     start_batch = 0
-            metrics = self._final_metrics(first_epoch, time.monotonic() - start)
+            final = self._final_metrics(first_epoch, time.monotonic() - start)
             self._best.restore(self.model)
+            final.update(self._test())  # inside the run, so that on_end sees the test metrics
             self._wait_for_writes()  # the run's files are on disk when it returns
+            metrics = final
             return metrics
         finally:
             self._progress.close()
             self._wait_for_writes(quietly=True)
-            self._call_callbacks(
-                "on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary
-            )
+            hooks("on_end", self, metrics=metrics, epoch=self._epochs_completed - 1, is_primary=self._primary)
 
     def _wait_for_writes(self, quietly: bool = False) -> None:
         """Return once the files written in the background are durable and in place; raise if one failed (only
@@ -301,11 +301,13 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if start_batch == 0:
             self._totals = LossTotals()
         totals = self._totals
+        self._hooks("on_epoch_start", self, epoch=epoch)
         bar = self._progress.start(f"epoch {epoch}", len(self.data_loader))
         bar.update(start_batch, {})
         self._batches_in_epoch = self._finite_until = start_batch
         step_in_epoch = start_batch // self._accumulation
         for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
+            self._hooks("on_batch_start", self, list(group), epoch, step_in_epoch + 1, True, split="training")
             outputs, grad_norm = self._optimizer_step(group, totals)
             step_in_epoch += 1
             self._total_steps += 1
@@ -315,8 +317,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             # Read (a device sync) only when the bar refreshes or a callback looks at them.
             train_metrics = RunningMetrics(totals, "training_", self.model)
             bar.update(len(group), train_metrics)
-            if self._batch_callbacks:
-                self._call_batch_callbacks(
+            if self._hooks.wants("on_batch"):
+                self._hooks(
+                    "on_batch",
                     self,
                     list(group),
                     outputs,
@@ -326,6 +329,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
                     True,
                     is_primary=self._primary,
                     batch_grad_norm=grad_norm,
+                    split="training",
                 )
             if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
                 if self._should_validate_this_epoch and self._step_validation(epoch, totals):
@@ -333,6 +337,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             if self._num_steps is not None and self._total_steps >= self._num_steps:
                 break
             self._save_after_step(epoch, self._batches_in_epoch)
+        else:
+            self._hooks("on_loader_exhausted", self, epoch=epoch)
         bar.close()
         self._check_finite(totals, epoch)
         self._epochs_completed = epoch + 1
@@ -409,7 +415,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         loss = output["loss"] / group_size if group_size > 1 else output["loss"]
         # A callback may do the backward pass itself (AllenNLP's on_backward); it sees the batch's share of the loss.
         if not (
-            self._backward_callbacks and backward_by_callbacks(self, self._backward_callbacks, {**output, "loss": loss})
+            self._hooks.wants("on_backward")
+            and backward_by_callbacks(self, self._hooks.by_hook["on_backward"], {**output, "loss": loss})
         ):
             self._precision.backward(loss, self.optimizer)
         return output
@@ -419,7 +426,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if self._moves_batches:  # batches are made on the CPU
             batch = move_to_device(batch, self.device)
         with self._precision.autocast():
-            output = sum_named_losses(dict(self._forward(**batch)))
+            output = sum_named_losses(dict(self._forward(**batch)), self.model)
         if "loss" not in output:
             if for_training:
                 raise ValueError("the model returned no 'loss' for a training batch: does the batch hold labels?")
@@ -462,7 +469,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             self._learning_rate_scheduler.step(score)
         if self._momentum_scheduler is not None:
             self._momentum_scheduler.step(score)
-        self._call_callbacks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
+        self._hooks("on_epoch", self, metrics=metrics, epoch=epoch, is_primary=self._primary)
         if self._dist.any(bool(self.should_stop)):  # every worker asks here, so that they stop together
             logger.info("a callback set trainer.should_stop: training ends after epoch %d", epoch)
             return True
@@ -484,8 +491,11 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         tracked = {key.removeprefix("training_"): value for key, value in training_metrics.items()}
         metrics: dict[str, Any] = {}
         if self.validation_data_loader is not None:
-            tracked = self._validate(epoch)
+            self._hooks("on_validation_start", self, epoch=epoch)
+            with self._averaged_weights():
+                tracked = self._evaluate(self.validation_data_loader, "validation", epoch)
             metrics.update({f"validation_{key}": value for key, value in tracked.items()})
+            self._hooks("on_validation_end", self, epoch=epoch, metrics=dict(metrics))
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             with self._averaged_weights():
@@ -511,24 +521,36 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             return True
         return False
 
-    def _validate(self, epoch: int) -> dict[str, float]:
-        """The loss and the model's metrics over the validation data, with moving-average weights if any."""
+    def _evaluate(self, loader: Iterable[dict[str, Any]], split: str, epoch: int) -> dict[str, float]:
+        """The loss and the model's metrics over a validation or test loader's data, in eval mode."""
         self.model.eval()
         totals = LossTotals()
-        loader = self.validation_data_loader
-        bar = self._progress.start(f"validation {epoch}", len(loader))
-        with self._averaged_weights(), torch.inference_mode():
+        bar = self._progress.start(f"{split} {epoch}", len(loader))
+        with torch.inference_mode():
             for number, batch in enumerate(self._batches(loader, epoch), start=1):
+                self._hooks("on_batch_start", self, [batch], epoch, number, False, split=split)
                 output = self._run_batch(batch, for_training=False)
                 totals.add(output)
                 batch_metrics = RunningMetrics(totals, "", self.model)
                 bar.update(1, batch_metrics)
-                self._call_batch_callbacks(
-                    self, [batch], [output], batch_metrics, epoch, number, False, is_primary=self._primary
-                )
+                self._hooks(
+                    "on_batch", self, [batch], [output], batch_metrics, epoch, number, False,
+                    is_primary=self._primary, split=split,
+                )  # fmt: skip
         bar.close()
         metrics = self._epoch_metrics(totals, "")  # in eval mode: models that report some metrics only then
         self.model.train()
+        return metrics
+
+    def _test(self) -> dict[str, Any]:
+        """``test_*`` metrics of the best weights on the test data (none without a test loader), with its hooks."""
+        if self.test_data_loader is None:
+            return {}
+        logger.info("evaluating the best model on the test data")
+        self._hooks("on_test_start", self)
+        tested = self._evaluate(self.test_data_loader, "test", max(self._epochs_completed - 1, 0))
+        metrics = {f"test_{name}": value for name, value in tested.items()}
+        self._hooks("on_test_end", self, metrics=dict(metrics))
         return metrics
 
     def _epoch_metrics(self, totals: LossTotals, prefix: str) -> dict[str, float]:
@@ -536,17 +558,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         return totals.reduced(self._dist).metrics(prefix, self.model, reset=True, distributed=self._dist)
 
     # ---- weights -------------------------------------------------------------------------------------------
-    @contextmanager
-    def _averaged_weights(self) -> Iterator[None]:
-        """The moving-average weights in the model while the context is open (nothing without one)."""
-        if self._moving_average is None:
-            yield
-            return
-        self._moving_average.assign_average_value()
-        try:
-            yield
-        finally:
-            self._moving_average.restore()
+    def _averaged_weights(self) -> AbstractContextManager[None]:
+        return averaged_weights(self._moving_average)
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _batches(self, loader: Iterable[dict[str, Any]], epoch: int, start: int = 0) -> Iterable[dict[str, Any]]:
@@ -557,18 +570,10 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             loader.set_epoch(epoch)
         return itertools.islice(loader, start, None)
 
-    def _call_batch_callbacks(self, *args: Any, **kwargs: Any) -> None:
-        for callback in self._batch_callbacks:
-            callback.on_batch(*args, **kwargs)
-
-    def _call_callbacks(self, hook: str, *args: Any, **kwargs: Any) -> None:
-        for callback in self._callbacks:
-            getattr(callback, hook)(*args, **kwargs)
-
     def _final_metrics(self, first_epoch: int, duration: float) -> dict[str, Any]:
         metrics: dict[str, Any] = {
             "best_epoch": self._metric_tracker.best_epoch,
-            "training_duration": _duration(duration),
+            "training_duration": format_duration(duration),
             "training_start_epoch": first_epoch,
             "training_epochs": self._epochs_completed - first_epoch,
         }
@@ -590,9 +595,3 @@ def _compiled(model: torch.nn.Module, options: bool | dict[str, Any]) -> Any:
     if options is False:
         return model
     return torch.compile(model, **(options if isinstance(options, dict) else {}))
-
-
-def _duration(seconds: float) -> str:
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{int((seconds % 1) * 1e6):06d}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -145,6 +147,19 @@ class ExponentialMovingAverage(MovingAverage):
         self._follow_parameters()
         # shadow + (1 - decay) * (parameter - shadow) == decay * shadow + (1 - decay) * parameter
         torch._foreach_lerp_(self._shadows, self._parameters, 1.0 - self.decay_at(num_updates))
+
+
+@contextmanager
+def averaged_weights(moving_average: MovingAverage | None) -> Iterator[None]:
+    """The moving-average weights in the model while the context is open (nothing without a moving average)."""
+    if moving_average is None:
+        yield
+        return
+    moving_average.assign_average_value()
+    try:
+        yield
+    finally:
+        moving_average.restore()
 
 
 def _check_names(expected: list[str], saved: dict[str, Any], key: str) -> None:

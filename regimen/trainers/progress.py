@@ -76,3 +76,10 @@ class _Bar:
             self._bar.update(self._pending)
             self._bar.close()
             self._bar = None
+
+
+def format_duration(seconds: float) -> str:
+    """``HH:MM:SS.ffffff``, AllenNLP's ``training_duration``."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{int((seconds % 1) * 1e6):06d}"

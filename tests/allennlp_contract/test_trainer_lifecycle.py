@@ -68,7 +68,7 @@ class RecordHooks(TrainerCallback):
 
     def on_batch(self, trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training,
                  is_primary=True, **kwargs):
-        self.events.append("batch" if is_training else "validation batch")
+        self.events.append("batch" if is_training else f"{kwargs['split']} batch")
 
     def on_epoch(self, trainer, metrics, epoch, is_primary=True, **kwargs):
         self.events.append(f"epoch {epoch}" + (" validated" if "validation_loss" in metrics else ""))
@@ -119,7 +119,9 @@ def test_callback_hooks_fire_as_in_allennlp_2_10(tmp_path):
     """Pins allennlp/training/gradient_descent_trainer.py `train` / `_try_train` / `_train_epoch` and
     allennlp/training/callbacks/callback.py: `on_start` once, `on_backward` for every training batch before its
     `on_batch`, `on_epoch` after every epoch whether or not it validated (no `epoch=-1` call: that was 1.x's
-    EpochCallback), `on_end` last with the final epoch; `metrics_epoch_N.json` for every epoch."""
+    EpochCallback), `on_end` last with the final epoch; `metrics_epoch_N.json` for every epoch. Deliberately unlike
+    AllenNLP (whose commands/train.py evaluates the test data after `on_end`), the test evaluation runs inside the
+    run, its batches reaching `on_batch` with `split="test"`, before `on_end`, which sees the test metrics."""
     overrides = {
         "trainer.num_epochs": 2,
         "trainer.callbacks": [{"type": "record_hooks"}],
@@ -132,7 +134,9 @@ def test_callback_hooks_fire_as_in_allennlp_2_10(tmp_path):
     batches = len([e for e in events if e == "batch"]) // 2
     epoch = ["backward", "batch"] * batches
     validation = ["validation batch"] * events.count("validation batch")
-    assert events == ["start", *epoch, "epoch 0", *epoch, *validation, "epoch 1 validated", "end 1"]
+    test = ["test batch"] * events.count("test batch")
+    assert validation and test
+    assert events == ["start", *epoch, "epoch 0", *epoch, *validation, "epoch 1 validated", *test, "end 1"]
     first = json.loads((tmp_path / "run" / "metrics_epoch_0.json").read_text())
     second = json.loads((tmp_path / "run" / "metrics_epoch_1.json").read_text())
     assert "training_loss" in first and not any(key.startswith("validation_") for key in first)

@@ -13,14 +13,27 @@ if TYPE_CHECKING:
 class TrainerCallback(Registrable):
     """The base of trainer callbacks: override the hooks you need; each is a plain method called directly.
 
-    The lifecycle is AllenNLP 2.10's: ``on_start`` once (also when resuming); for each training batch
-    ``on_backward`` in place of the backward pass (return True when you did it yourself); ``on_batch`` after
-    every training optimizer step and every validation batch; ``on_epoch`` after **every** epoch, validated or
-    not (its metrics have ``validation_*`` keys only when that epoch validated); ``on_end`` once, always, also
-    after an exception (then ``metrics`` is None). ``state_dict``/``load_state_dict`` carry a callback's state
-    through checkpoints. (AllenNLP 1.x's ``epoch=-1`` call before training is made for 1.x epoch callbacks only.)
+    The hooks, in the order a run calls them (``HOOKS``; the README maps them to autrainer's, stable-ssl's and
+    AllenNLP's names):
 
-    Callbacks in a config take ``serialization_dir`` from the trainer.
+    - ``on_start`` once, before the first batch (also when a run resumes);
+    - ``on_epoch_start`` as each epoch begins (also when a run resumes in the middle of one);
+    - ``on_batch_start`` before each optimizer step's forward passes, each validation batch and each test batch;
+    - ``on_backward`` in place of each training batch's backward pass (return True when you did it yourself);
+    - ``on_batch`` after each optimizer step, validation batch and test batch (AllenNLP's arguments);
+    - ``on_loader_exhausted`` when an epoch has used all its training batches (not when a step budget ends it);
+    - ``on_validation_start`` / ``on_validation_end`` around each validation;
+    - ``on_epoch`` after **every** epoch, validated or not (its metrics have ``validation_*`` keys only when that
+      epoch validated);
+    - ``on_test_start`` / ``on_test_end`` around the evaluation on the test data (``evaluate_on_test``), which runs
+      after training with the best weights;
+    - ``on_end`` once, always, also after an exception (then ``metrics`` is None); with test data its metrics hold
+      the ``test_*`` keys.
+
+    The batch hooks get ``split``: ``"training"``, ``"validation"`` or ``"test"``. ``state_dict`` and
+    ``load_state_dict`` carry a callback's state through checkpoints. (AllenNLP 1.x's ``epoch=-1`` call before
+    training is made for 1.x epoch callbacks only.) Callbacks in a config take ``serialization_dir`` from the
+    trainer.
     """
 
     def __init__(self, serialization_dir: str | None = None) -> None:
@@ -28,6 +41,22 @@ class TrainerCallback(Registrable):
 
     def on_start(self, trainer: Trainer, is_primary: bool = True, **kwargs: Any) -> None:
         """Before the first batch."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
+        """As an epoch begins."""
+
+    def on_batch_start(
+        self,
+        trainer: Trainer,
+        batch_inputs: list[dict[str, Any]],
+        epoch: int,
+        batch_number: int,
+        is_training: bool,
+        split: str = "training",
+        **kwargs: Any,
+    ) -> None:
+        """Before the forward passes of an optimizer step (``batch_inputs`` holds its micro-batches; ``batch_number``
+        is the one ``on_batch`` gets for it), or of one validation or test batch."""
 
     def on_backward(
         self, trainer: Trainer, batch_outputs: dict[str, Any], backward_called: bool, **kwargs: Any
@@ -52,12 +81,28 @@ class TrainerCallback(Registrable):
         **kwargs: Any,
     ) -> None:
         """After an optimizer step (``is_training``, ``batch_number`` counts steps in the epoch) or a
-        validation batch. ``batch_inputs``/``batch_outputs`` hold the micro-batches of the step."""
+        validation or test batch (``split`` says which). ``batch_inputs``/``batch_outputs`` hold the micro-batches
+        of the step."""
+
+    def on_loader_exhausted(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
+        """When the epoch's training batches are used up, before its validation."""
+
+    def on_validation_start(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
+        """Before a validation."""
+
+    def on_validation_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+        """After a validation, with its ``validation_*`` metrics."""
 
     def on_epoch(
         self, trainer: Trainer, metrics: dict[str, Any], epoch: int, is_primary: bool = True, **kwargs: Any
     ) -> None:
-        """After each validation (and once with ``epoch=-1`` before training)."""
+        """After every epoch, with its metrics."""
+
+    def on_test_start(self, trainer: Trainer, **kwargs: Any) -> None:
+        """Before the evaluation on the test data."""
+
+    def on_test_end(self, trainer: Trainer, metrics: dict[str, Any], **kwargs: Any) -> None:
+        """After the evaluation on the test data, with its ``test_*`` metrics."""
 
     def on_end(
         self,
@@ -141,34 +186,57 @@ def overriding(callbacks: list[TrainerCallback], hook: str) -> list[TrainerCallb
     return [callback for callback in callbacks if getattr(type(callback), hook) is not default]
 
 
-_HOOKS = ("on_start", "on_batch", "on_epoch", "on_end")
+# Every hook, in the order a run calls them; a seed trainer's hook is a row of the README's table, not a branch.
+HOOKS = (
+    "on_start",
+    "on_epoch_start",
+    "on_batch_start",
+    "on_backward",
+    "on_batch",
+    "on_loader_exhausted",
+    "on_validation_start",
+    "on_validation_end",
+    "on_epoch",
+    "on_test_start",
+    "on_test_end",
+    "on_end",
+)
 
 
-class ComponentHooks(TrainerCallback):
-    """Calls the hook methods that other components (model, data loader, optimizer, scheduler) define.
+def component_hooks(components: list[Any]) -> TrainerCallback | None:
+    """A callback that calls the hooks that other components (model, dataset readers, data loaders, optimizer,
+    schedulers, moving average) define, with the TrainerCallback signatures; None when none defines one.
 
-    A component opts in by defining any of ``on_start``, ``on_batch``, ``on_epoch``, ``on_end`` with the
-    TrainerCallback signature. Not registered: the trainer adds it when some component has a hook.
-    """
+    It overrides only the hooks some component has, so the per-batch ones cost nothing otherwise."""
+    unique = {id(c): c for c in components if c is not None}.values()  # a reader may serve two loaders
+    components = [c for c in unique if any(callable(getattr(c, h, None)) for h in HOOKS)]
+    if not components:
+        return None
 
-    def __init__(self, components: list[Any]) -> None:
-        super().__init__()
-        self.components = [c for c in components if c is not None and any(hasattr(c, hook) for hook in _HOOKS)]
+    def calling(hook: str) -> Any:
+        def call(self: TrainerCallback, *args: Any, **kwargs: Any) -> Any:
+            results = [getattr(c, hook)(*args, **kwargs) for c in components if callable(getattr(c, hook, None))]
+            return any(results) if hook == "on_backward" else None
 
-    def _call(self, hook: str, *args: Any, **kwargs: Any) -> None:
-        for component in self.components:
-            method = getattr(component, hook, None)
-            if method is not None:
-                method(*args, **kwargs)
+        return call
 
-    def on_start(self, *args: Any, **kwargs: Any) -> None:
-        self._call("on_start", *args, **kwargs)
+    present = {hook: calling(hook) for hook in HOOKS if any(callable(getattr(c, hook, None)) for c in components)}
+    hooks = type("ComponentHooks", (TrainerCallback,), present)()
+    hooks.components = components
+    return hooks
 
-    def on_batch(self, *args: Any, **kwargs: Any) -> None:
-        self._call("on_batch", *args, **kwargs)
 
-    def on_epoch(self, *args: Any, **kwargs: Any) -> None:
-        self._call("on_epoch", *args, **kwargs)
+class HookDispatch:
+    """The one way the trainer calls hooks: ``dispatch("on_epoch", trainer, ...)`` calls that hook of every
+    callback whose class overrides it, in the callbacks' order (the others are no-ops, so skipping them is free)."""
 
-    def on_end(self, *args: Any, **kwargs: Any) -> None:
-        self._call("on_end", *args, **kwargs)
+    def __init__(self, callbacks: list[TrainerCallback]) -> None:
+        self.by_hook = {hook: overriding(callbacks, hook) for hook in HOOKS}
+
+    def __call__(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        for callback in self.by_hook[hook]:
+            getattr(callback, hook)(*args, **kwargs)
+
+    def wants(self, hook: str) -> bool:
+        """Whether any callback overrides ``hook`` (so that the loop prepares its arguments only then)."""
+        return bool(self.by_hook[hook])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from regimen.trainers.callbacks.callback import ComponentHooks, TrainerCallback
+from regimen.trainers.callbacks.callback import TrainerCallback, component_hooks
 from regimen.trainers.callbacks.confidence_checks import ConfidenceChecksCallback
 from regimen.trainers.callbacks.console_logger import ConsoleLoggerCallback
 
@@ -21,14 +21,14 @@ def gather_callbacks(
 ) -> list[TrainerCallback]:
     """``callbacks`` in order, with a `ConsoleLoggerCallback` first (``console_logger``) and a
     `ConfidenceChecksCallback` last (``confidence_checks``) unless one is there already, and then a
-    `ComponentHooks` for those of ``components`` (model, data loaders, optimizer, ...) that define hooks."""
+    callback for the hooks that ``components`` (model, readers, data loaders, optimizer, ...) define."""
     gathered = list(callbacks)
     if console_logger and not any(isinstance(c, ConsoleLoggerCallback) for c in gathered):
         gathered.insert(0, ConsoleLoggerCallback(serialization_dir))
     if confidence_checks and not any(isinstance(c, ConfidenceChecksCallback) for c in gathered):
         gathered.append(ConfidenceChecksCallback(serialization_dir))
-    hooks = ComponentHooks(components)
-    if hooks.components:
+    hooks = component_hooks(components)
+    if hooks is not None:
         gathered.append(hooks)
     logger.info("callbacks: %s", ", ".join(type(c).__name__ for c in gathered) or "none")
     return gathered
