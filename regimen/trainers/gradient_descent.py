@@ -78,7 +78,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     - `num_gradient_accumulation_steps` (int, 1): batches per optimizer step; a final partial group still steps.
     - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
     - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
-    - `use_amp` (bool, false) with `amp_dtype` ("float16" | "bfloat16", float16 on CUDA and bfloat16 on CPU);
+    - `use_amp` (bool or object, false) with `amp_dtype` ("float16" | "bfloat16", float16 on CUDA and bfloat16 on
+      CPU); an object turns AMP on with those `torch.amp.GradScaler` arguments (`{"init_scale": 1024,
+      "growth_interval": 100}`, as aitoolbox's `use_amp` takes);
       `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP;
       `grad_scaling` (bool, true): float16 AMP scales the loss with a GradScaler (false: AllenNLP's switch to not).
     - `no_grad` (list[str], []): regexes of parameters to freeze.
@@ -114,7 +116,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         moving_average: MovingAverage | None = None,
         callbacks: list[TrainerCallback] | None = None,
         num_gradient_accumulation_steps: int = 1,
-        use_amp: bool = False,
+        use_amp: bool | dict[str, Any] = False,
         grad_scaling: bool = True,
         amp_dtype: Literal["float16", "bfloat16"] | None = None,
         opt_level: Literal["O0", "O1", "O2", "O3"] | None = None,
