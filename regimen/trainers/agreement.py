@@ -28,16 +28,20 @@ class Agreement:
         self._last: tuple[float, int] | None = None  # (time, step) of the last agreement
 
     def decide(
-        self, step: int, checkpointer: Checkpointer | None, batches_in_epoch: int, signalled: bool
+        self, step: int, checkpointer: Checkpointer | None, batches_in_epoch: int, signalled: bool, epochs: int = 0
     ) -> tuple[bool, bool]:
         """``(checkpoint due, stop)`` after optimizer step ``step``, ``batches_in_epoch`` batches into the epoch
-        (0 at its end); ``signalled`` says whether this worker was asked to stop."""
+        (0 at the end of the ``epochs``-th); ``signalled`` says whether this worker was asked to stop."""
+
+        def due_now(by_clock: bool) -> bool:
+            return checkpointer is not None and checkpointer.is_due(batches_in_epoch, by_clock, step, epochs)
+
         if self._dist.world_size == 1:
-            return checkpointer is not None and checkpointer.is_due(batches_in_epoch), signalled
+            return due_now(True), signalled
         if batches_in_epoch > 0 and step < self._next_step:
-            # Between agreements only what every worker decides alike: checkpoints due by batch count.
-            return checkpointer is not None and checkpointer.is_due(batches_in_epoch, by_clock=False), False
-        due = checkpointer is not None and checkpointer.is_due(batches_in_epoch)
+            # Between agreements only what every worker decides alike: checkpoints due by batch or step count.
+            return due_now(False), False
+        due = due_now(True)
         (due_number, steps_to_next), stop = self._dist.agree([int(due), self._steps_to_next(step)], signalled)
         self._next_step = step + steps_to_next
         return due_number > 0, stop

@@ -79,8 +79,14 @@ class Checkpointer(Registrable):
     Config keys:
         save_completed_epochs: bool = true
             Save a checkpoint at the end of every epoch.
+        save_every_num_epochs: int | null = null
+            With save_completed_epochs, save at the end of every this many epochs only (1 is every epoch).
         save_every_num_batches: int | null = null
-            Also save after every this many batches within an epoch.
+            Also save after every this many batches within an epoch, counted from the epoch's start
+            (AllenNLP's meaning: batches, not optimizer steps, and the count restarts each epoch).
+        save_every_num_steps: int | null = null
+            Also save after every this many optimizer steps of the whole run (the count goes on across epochs,
+            as autrainer's save_frequency in step-based training).
         save_every_num_seconds: float | null = null
             Also save when this many seconds have passed since the last save (measured in this process: the
             clock starts at the first batch and restarts at every save and after a restore).
@@ -122,6 +128,8 @@ class Checkpointer(Registrable):
         save_completed_epochs: bool = True,
         save_every_num_batches: int | None = None,
         save_every_num_seconds: float | None = None,
+        save_every_num_epochs: int | None = None,
+        save_every_num_steps: int | None = None,
         keep_most_recent_by_count: int | None = _KEEP_TWO,
         keep_most_recent_by_age: int | None = None,
         num_serialized_models_to_keep: int | None = None,
@@ -161,6 +169,8 @@ class Checkpointer(Registrable):
                 _deprecated("model_save_interval", "save_every_num_seconds", model_save_interval)
         for (key, value), what in (
             (("save_every_num_batches", save_every_num_batches), "a positive number of batches"),
+            (("save_every_num_epochs", save_every_num_epochs), "a positive number of epochs"),
+            (("save_every_num_steps", save_every_num_steps), "a positive number of optimizer steps"),
             (every_seconds, "a positive number of seconds"),
             (by_count, "at least 1 (null keeps every checkpoint)"),
             (by_age, "a positive number of seconds (null keeps checkpoints of any age)"),
@@ -173,6 +183,8 @@ class Checkpointer(Registrable):
         self._serialization_dir = serialization_dir
         self._save_completed_epochs = save_completed_epochs
         self._save_every_num_batches = save_every_num_batches
+        self._save_every_num_epochs = save_every_num_epochs
+        self._save_every_num_steps = save_every_num_steps
         self._save_every_num_seconds = every_seconds[1]
         self._keep_most_recent_by_count = None if by_count[1] is None else int(by_count[1])
         self._keep_most_recent_by_age = by_age[1]
@@ -186,16 +198,20 @@ class Checkpointer(Registrable):
         self._cleaned = False  # whether leftovers of an interrupted process were removed (at the first save)
 
     # ---- saving ------------------------------------------------------------------------------------------------
-    def is_due(self, num_batches_in_epoch_completed: int, by_clock: bool = True) -> bool:
-        """Whether a checkpoint is due now: after an optimizer step (``num_batches_in_epoch_completed`` > 0) or
-        at the end of an epoch (0). Costs a few comparisons, and one clock read with ``save_every_num_seconds``
-        (skipped with ``by_clock`` false: then only the rules that every worker of a run decides alike count)."""
+    def is_due(
+        self, num_batches_in_epoch_completed: int, by_clock: bool = True, step: int = 0, epochs_completed: int = 0
+    ) -> bool:
+        """Whether a checkpoint is due now: after optimizer step ``step`` of the run
+        (``num_batches_in_epoch_completed`` > 0) or at the end of epoch ``epochs_completed`` (0 batches). Costs a
+        few comparisons, and one clock read with ``save_every_num_seconds`` (skipped with ``by_clock`` false:
+        then only the rules that every worker of a run decides alike count)."""
         batches = num_batches_in_epoch_completed
         if batches == 0:
-            due = self._save_completed_epochs
+            every_epochs = self._save_every_num_epochs
+            due = self._save_completed_epochs and (every_epochs is None or epochs_completed % every_epochs == 0)
         else:
-            every = self._save_every_num_batches
-            due = every is not None and batches % every == 0
+            every, every_steps = self._save_every_num_batches, self._save_every_num_steps
+            due = (every is not None and batches % every == 0) or (every_steps is not None and step % every_steps == 0)
         if not due and by_clock and self._save_every_num_seconds is not None:
             now = time.monotonic()
             if self._last_save_time is None:
@@ -207,7 +223,7 @@ class Checkpointer(Registrable):
         self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int
     ) -> bool:
         """Save a checkpoint if one ``is_due``; return whether one was saved."""
-        due = self.is_due(num_batches_in_epoch_completed)
+        due = self.is_due(num_batches_in_epoch_completed, epochs_completed=num_epochs_completed)
         if due:
             self.save_checkpoint(trainer, num_epochs_completed, num_batches_in_epoch_completed)
         return due

@@ -291,8 +291,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         wait_for_writers((self._checkpointer, self._writer), quietly)
 
     def _finished(self) -> bool:
-        if self._metric_tracker.should_stop_early():
-            return True
+        return self._metric_tracker.should_stop_early() or self._budget_spent()
+
+    def _budget_spent(self) -> bool:
         if self._num_steps is not None:
             return self._total_steps >= self._num_steps
         return self._epochs_completed >= self._num_epochs
@@ -321,18 +322,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             bar.update(len(group), train_metrics)
             if self._hooks.wants("on_batch"):
                 self._hooks(
-                    "on_batch",
-                    self,
-                    list(group),
-                    outputs,
-                    train_metrics,
-                    epoch,
-                    step_in_epoch,
-                    True,
-                    is_primary=self._primary,
-                    batch_grad_norm=grad_norm,
-                    split="training",
-                )
+                    "on_batch", self, list(group), outputs, train_metrics, epoch, step_in_epoch, True,
+                    is_primary=self._primary, batch_grad_norm=grad_norm, split="training",
+                )  # fmt: skip
             if self._validate_every_num_steps and self._total_steps % self._validate_every_num_steps == 0:
                 if self._should_validate_this_epoch and self._step_validation(epoch, totals):
                     return True
@@ -368,7 +360,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""
         # Every worker saves (its RNG state) and stops at the same step: see Agreement.
         due, stop = self._agreement.decide(
-            self._total_steps, self._checkpointer, batches_in_epoch, self._preemption.requested
+            self._total_steps, self._checkpointer, batches_in_epoch, self._preemption.requested, epochs_completed
         )
         if self._checkpointer is not None and (due or stop):
             self._check_finite(self._totals, epochs_completed - (batches_in_epoch == 0))  # never save NaN weights
@@ -454,13 +446,19 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     # ---- validation ----------------------------------------------------------------------------------------
     def _end_epoch(self, epoch: int, totals: LossTotals) -> bool:
         """After every epoch, in AllenNLP 2.10's order: the epoch's training metrics, validation when due, the
-        metrics file, the schedules, ``on_epoch``. Returns True when patience has run out."""
+        metrics file, the schedules, ``on_epoch``. Returns True when patience has run out. The end of the run always
+        validates (unless a should_validate callback says no): restoring the best weights drops no unvalidated steps."""
+        last, every = self._budget_spent(), self._validate_every_num_steps
+        if every is not None and last and self._should_validate_this_epoch and self._total_steps % every:
+            self._step_validation(epoch, totals)  # the steps since the last step validation
         metrics = self._epoch_metrics(totals, "training_")  # read in training mode, then reset
         score = None
-        if self._validate_every_num_steps is not None:  # this epoch's last step validation, if it had one
+        if every is not None:  # this epoch's last step validation, if it had one
             metrics.update(self._epoch_validation)
             score = self._metric_tracker.current_score if self._epoch_validation else None
-        elif self._should_validate_this_epoch and self._epochs_completed % self._validate_every_num_epochs == 0:
+        elif self._should_validate_this_epoch and (
+            last or self._epochs_completed % self._validate_every_num_epochs == 0
+        ):
             metrics.update(self._track(epoch, metrics))
             score = self._metric_tracker.current_score
         self._epoch_validation = {}
