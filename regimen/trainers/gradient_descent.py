@@ -39,6 +39,7 @@ from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker
 from regimen.trainers.momentum_schedulers import MomentumScheduler
 from regimen.trainers.moving_average import MovingAverage, averaged_weights
+from regimen.trainers.optimizer_losses import OptimizerLosses
 from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
@@ -76,6 +77,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
       `should_log_parameter_statistics`, `should_log_learning_rate`, `log_batch_size_period` (null) as those of a
       `tensorboard` callback (`log_batch_size_period` as `batch_size_interval`), added for them.
     - `num_gradient_accumulation_steps` (int, 1): batches per optimizer step; a final partial group still steps.
+    - `optimizer_losses` (object, null): with a "multi" optimizer, optimizer name -> the name of the model's loss
+      that alone gives that optimizer's parameters their gradients (GANs, actor-critic); without it, a model
+      whose dict of losses has exactly the optimizers' names gets that routing (see `OptimizerLosses`).
     - `grad_norm` (float or bool, null): a float rescales gradients to that total norm; true only measures it.
     - `grad_clipping` (float, null): clamps each gradient value to [-x, x].
     - `use_amp` (bool or object, false) with `amp_dtype` ("float16" | "bfloat16", float16 on CUDA and bfloat16 on
@@ -116,6 +120,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         moving_average: MovingAverage | None = None,
         callbacks: list[TrainerCallback] | None = None,
         num_gradient_accumulation_steps: int = 1,
+        optimizer_losses: dict[str, str] | None = None,
         use_amp: bool | dict[str, Any] = False,
         grad_scaling: bool = True,
         amp_dtype: Literal["float16", "bfloat16"] | None = None,
@@ -152,6 +157,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._momentum_scheduler = momentum_scheduler
         self._moving_average = moving_average
         self._accumulation = num_gradient_accumulation_steps
+        self._optimizer_losses = OptimizerLosses(optimizer, optimizer_losses, self._dist.enabled)
         self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level, grad_scaling)
         self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
@@ -165,9 +171,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._checkpointer = checkpointer
         self._preemption = PreemptionWatcher()
         self._agreement = Agreement(self._dist)
-        self._total_steps = 0
-        self._epochs_completed = 0
-        self._batches_in_epoch = 0
+        self._total_steps = self._epochs_completed = self._batches_in_epoch = 0
         self._totals = LossTotals()
         self._writer = BackgroundWriter()  # the metrics files and best.th (without a checkpointer)
         self._best = BestWeights(serialization_dir, checkpointer, self._writer, writes=self._primary)
@@ -392,7 +396,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
                 outputs.append(self._forward_backward(batch, totals, len(group)))
         outputs.append(self._forward_backward(group[-1], totals, len(group)))
         self._precision.unscale(self.optimizer)
-        grad_norm = self._clip_gradients()
+        grad_norm = self._optimizer_losses.clip(self.model, self._grad_norm, self._grad_clipping)
         if self._learning_rate_scheduler is not None:
             self._learning_rate_scheduler.step_batch(self._total_steps + 1)
         if self._momentum_scheduler is not None:
@@ -411,7 +415,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if not (
             self._hooks.wants("on_backward")
             and backward_by_callbacks(self, self._hooks.by_hook["on_backward"], {**output, "loss": loss})
-        ):
+        ) and not self._optimizer_losses.backward(output, 1 / group_size, self._precision, self.optimizer):
             self._precision.backward(loss, self.optimizer)
         return output
 
@@ -431,17 +435,6 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
                 output["reg_loss"] = penalty
                 output["loss"] = output["loss"] + penalty
         return output
-
-    def _clip_gradients(self) -> float | None:
-        """Rescale to ``grad_norm`` (or only measure it), then clamp values to ``grad_clipping``."""
-        grad_norm = None
-        if self._grad_norm is not None and self._grad_norm is not False:
-            parameters = [p for p in self.model.parameters() if p.grad is not None]
-            limit = float("inf") if self._grad_norm is True else float(self._grad_norm)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit))
-        if self._grad_clipping is not None:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), self._grad_clipping)
-        return grad_norm
 
     # ---- validation ----------------------------------------------------------------------------------------
     def _end_epoch(self, epoch: int, totals: LossTotals) -> bool:

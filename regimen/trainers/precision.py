@@ -42,8 +42,9 @@ class Precision:
     def autocast(self) -> AbstractContextManager[Any]:
         return torch.autocast(self.device.type, self.dtype) if self.dtype is not None else _FULL_PRECISION
 
-    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, **options: Any) -> None:
+        """``loss.backward(**options)``, scaled where float16 needs it (``inputs``, ``retain_graph`` pass through)."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(**options)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is not None:
@@ -78,9 +79,9 @@ class ApexPrecision(Precision):
         # apex patches the model and optimizer in place and returns the same objects at these opt levels.
         self.amp.initialize(model, optimizer, opt_level=self.opt_level)
 
-    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, **options: Any) -> None:
         with self.amp.scale_loss(loss, optimizer) as scaled:
-            scaled.backward()
+            scaled.backward(**options)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         pass  # apex unscales when scale_loss exits

@@ -60,3 +60,26 @@ def test_a_loss_that_is_no_tensor_names_the_model_and_what_it_returned(tmp_path)
     assert "TextLoss.forward returned 'loss' as str (oops); expected a tensor, a dict of named loss tensors, or a " in (
         result.stderr
     )
+
+
+def test_a_gan_like_model_trains_one_loss_per_optimizer_from_the_config(tmp_path):
+    gan = {
+        "model": {"type": "tiny_gan_for_tests"},
+        "trainer.optimizer": {
+            "type": "multi",
+            "optimizers": {"default": {"type": "adam", "lr": 0.01}, "generator": {"type": "adam", "lr": 0.01}},
+            "parameter_groups": [[["^generator\\."], {"optimizer_name": "generator"}]],
+        },
+        "trainer.optimizer_losses": {"default": "discriminator", "generator": "generator"},
+        "trainer.validation_metric": "-loss",
+        "trainer.grad_norm": 1.0,
+    }
+    result = run_cli(
+        "train", str(FIXTURES / "experiments" / "blobs.jsonnet"), "-s", str(tmp_path / "run"), "-o", json.dumps(gan),
+        "--include-package", "tests.trainers.test_optimizer_losses",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for split in ("training", "validation"):
+        total = metrics[f"{split}_loss"]
+        assert abs(total - metrics[f"{split}_loss_generator"] - metrics[f"{split}_loss_discriminator"]) < 1e-5
