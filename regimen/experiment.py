@@ -137,7 +137,11 @@ class TrainModel(Experiment):
     - `model` (Model, required): the model to train.
     - `trainer` (Trainer, "gradient_descent"): how to train it.
     - `validation_dataset_reader` (DatasetReader, null: `dataset_reader`): reads the validation and test files.
-    - `validation_data_path` (str, null): validation data; without it, training metrics pick the best epoch.
+    - `validation_data_path` (str or object, null): validation data; without it, training metrics pick the best
+      epoch. An object of name -> path gives named validation sets (stable-ssl validates every non-train
+      dataset): each is validated at every validation and reported as ``validation_<name>_<metric>`` and
+      ``best_validation_<name>_<metric>``, and `trainer.validation_metric` names one set's metric
+      (``"+hard_accuracy"``; a list sums several).
     - `validation_data_loader` (DataLoader, null: `data_loader`'s config): batches validation and test data.
     - `test_data_path` (str, null) and `evaluate_on_test` (bool, false): evaluate the final (best) model on test
       data; its metrics are reported with a ``test_`` prefix.
@@ -161,7 +165,7 @@ class TrainModel(Experiment):
         model: Lazy[Model],
         trainer: Lazy[Trainer] = Lazy(Trainer),
         validation_dataset_reader: DatasetReader | None = None,
-        validation_data_path: str | None = None,
+        validation_data_path: str | dict[str, str] | None = None,
         validation_data_loader: Lazy[DataLoader] | None = None,
         test_data_path: str | None = None,
         evaluate_on_test: bool = False,
@@ -173,13 +177,18 @@ class TrainModel(Experiment):
         serialization_dir: str | None = None,
     ) -> None:
         evaluation_reader = validation_dataset_reader or dataset_reader
-        errors = [
-            _data_path_error(key, reader, path)
-            for key, reader, path in (
-                ("train_data_path", dataset_reader, train_data_path),
-                ("validation_data_path", evaluation_reader, validation_data_path),
-                ("test_data_path", evaluation_reader, test_data_path),
-            )
+        # "validation.<name>" for each named validation set, else "validation".
+        paths: dict[str, Any] = {"train": train_data_path, "validation": validation_data_path, "test": test_data_path}
+        errors = []
+        if isinstance(validation_data_path, dict):
+            del paths["validation"]
+            paths.update({f"validation.{name}": path for name, path in validation_data_path.items()})
+            errors += [_set_name_error(name) for name in validation_data_path] or [
+                ConfigurationError("is empty: give a path, or name -> path for each set", key="validation_data_path")
+            ]
+        errors += [
+            _data_path_error(_path_key(key), dataset_reader if key == "train" else evaluation_reader, path)
+            for key, path in paths.items()
         ]
         if evaluate_on_test and test_data_path is None:
             errors.append(ConfigurationError("is true but there is no test_data_path", key="evaluate_on_test"))
@@ -193,7 +202,7 @@ class TrainModel(Experiment):
             raise ConfigurationError.combine(errors)
         self.dataset_reader = dataset_reader
         self.validation_dataset_reader = validation_dataset_reader or dataset_reader
-        self.paths = {"train": train_data_path, "validation": validation_data_path, "test": test_data_path}
+        self.paths = paths
         self._data_loader = data_loader
         self._validation_data_loader = validation_data_loader or data_loader
         self._model = model
@@ -214,20 +223,21 @@ class TrainModel(Experiment):
         self._primary = distributed is None or distributed.is_primary
         random_seed, numpy_seed, pytorch_seed = self.seeds
         seed_everything(random_seed, numpy_seed, pytorch_seed)
-        for split, path in self.paths.items():
-            if path is None or (split == "test" and not self.evaluate_on_test):
+        for key, path in self.paths.items():
+            if path is None or (key == "test" and not self.evaluate_on_test):
                 continue
-            lazy = self._data_loader if split == "train" else self._validation_data_loader
-            reader = self.dataset_reader if split == "train" else self.validation_dataset_reader
-            self.loaders[split] = lazy.construct(reader=reader, data_path=path, seed=random_seed or 0)
+            lazy = self._data_loader if key == "train" else self._validation_data_loader
+            reader = self.dataset_reader if key == "train" else self.validation_dataset_reader
+            self.loaders[key] = lazy.construct(reader=reader, data_path=path, seed=random_seed or 0)
         self.model = self._model.construct()
-        for split in ("train", "validation"):  # read now (the loaders keep it): a data mistake is reported at its key
-            if split in self.loaders:
-                _read_data(self.loaders[split], f"{split}_data_path")
+        for key, loader in self.loaders.items():  # read now (the loaders keep it): a data mistake is shown at its key
+            if key != "test":
+                _read_data(loader, _path_key(key))
+        named_sets = {key.split(".", 1)[1]: loader for key, loader in self.loaders.items() if "." in key}
         self.trainer = self._trainer.construct(
             model=self.model,
             data_loader=self.loaders["train"],
-            validation_data_loader=self.loaders.get("validation"),
+            validation_data_loader=named_sets or self.loaders.get("validation"),
             test_data_loader=self.loaders.get("test"),
             serialization_dir=self.serialization_dir,
             distributed=distributed,
@@ -274,6 +284,21 @@ def _read_data(loader: DataLoader, key: str) -> None:
         raise error.located(key) from None
     except ValueError as error:
         raise ConfigurationError(str(error), key) from error
+
+
+def _path_key(key: str) -> str:
+    """The config key of a data path: ``train_data_path``, ``validation_data_path.hard`` for a named set."""
+    split, _, name = key.partition(".")
+    return f"{split}_data_path" + (f".{name}" if name else "")
+
+
+def _set_name_error(name: str) -> ConfigurationError | None:
+    """Set names become parts of metric keys (``validation_hard_accuracy``): letters, digits and underscores."""
+    if name.isidentifier():
+        return None
+    return ConfigurationError(
+        "a set's name must be letters, digits and underscores", key=f"validation_data_path.{name}"
+    )
 
 
 def _data_path_error(key: str, reader: DatasetReader, path: str | None) -> ConfigurationError | None:

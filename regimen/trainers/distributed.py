@@ -98,7 +98,10 @@ class Distributed:
         return model
 
     def shard(self, loader: Any) -> Any:
-        """``loader`` made to produce only this worker's share of each epoch (``loader`` itself with one worker)."""
+        """``loader`` made to produce only this worker's share of each epoch (``loader`` itself with one worker);
+        a dict of named loaders (validation sets) is sharded loader by loader."""
+        if isinstance(loader, dict):
+            return {name: self.shard(member) for name, member in loader.items()}
         if loader is None or self.world_size == 1:
             return loader
         if not callable(getattr(loader, "shard", None)):

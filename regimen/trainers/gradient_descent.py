@@ -36,7 +36,7 @@ from regimen.trainers.legacy_keys import CHECKPOINTER_KEYS, TENSORBOARD_KEYS, ga
 from regimen.trainers.loss_totals import LossTotals, RunningMetrics, running_sums
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
-from regimen.trainers.metric_tracker import MetricTracker
+from regimen.trainers.metric_tracker import MetricTracker, check_set_metrics
 from regimen.trainers.momentum_schedulers import MomentumScheduler
 from regimen.trainers.moving_average import MovingAverage, averaged_weights
 from regimen.trainers.optimizer_losses import OptimizerLosses
@@ -104,7 +104,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         data_loader: DataLoader,
         patience: int | None = None,
         validation_metric: str | list[str] = "-loss",
-        validation_data_loader: DataLoader | None = None,
+        validation_data_loader: DataLoader | dict[str, DataLoader] | None = None,
         test_data_loader: DataLoader | None = None,
         num_epochs: int = 20,
         num_steps: int | None = None,
@@ -144,6 +144,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
         self.data_loader = self._dist.shard(data_loader)
+        if isinstance(validation_data_loader, dict):  # named validation sets, each validated at every validation
+            check_set_metrics(validation_metric, list(validation_data_loader))
         self.validation_data_loader = self._dist.shard(validation_data_loader)
         self.test_data_loader = self._dist.shard(test_data_loader)  # evaluated after training, best weights in
         self._metric_tracker = MetricTracker(validation_metric, patience)
@@ -161,7 +163,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._precision = make_precision(self.device, use_amp, amp_dtype, opt_level, grad_scaling)
         self._precision.prepare(self.model, self.optimizer)
         self._progress = Progress(enabled=progress_bar and self._primary, file_friendly=file_friendly_logging)
-        loaders = [self.data_loader, self.validation_data_loader, self.test_data_loader]
+        sets = self.validation_data_loader
+        loaders = [self.data_loader, *(sets.values() if isinstance(sets, dict) else [sets]), self.test_data_loader]
         components = [self.model, *loaders, *(getattr(loader, "reader", None) for loader in loaders), optimizer]
         components += [learning_rate_scheduler, momentum_scheduler, moving_average]
         self._callbacks = gather_callbacks(
@@ -486,7 +489,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if self.validation_data_loader is not None:
             self._hooks("on_validation_start", self, epoch=epoch)
             with self._averaged_weights():
-                tracked = self._evaluate(self.validation_data_loader, "validation", epoch)
+                tracked = self._validate(epoch)
             metrics.update({f"validation_{key}": value for key, value in tracked.items()})
             self._hooks("on_validation_end", self, epoch=epoch, metrics=dict(metrics))
         self._metric_tracker.add_metrics(tracked, epoch)
@@ -534,6 +537,13 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         metrics = self._epoch_metrics(totals, "")  # in eval mode: models that report some metrics only then
         self.model.train()
         return metrics
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        """The validation metrics; with named sets each set's, as ``<name>_<metric>``."""
+        if not isinstance(self.validation_data_loader, dict):
+            return self._evaluate(self.validation_data_loader, "validation", epoch)
+        sets = self.validation_data_loader.items()
+        return {f"{name}_{k}": v for name, loader in sets for k, v in self._evaluate(loader, name, epoch).items()}
 
     def _test(self) -> dict[str, Any]:
         """``test_*`` metrics of the best weights on the test data (none without a test loader), with its hooks."""

@@ -79,3 +79,16 @@ class MetricTracker:
         self.best_epoch_metrics = state["best_epoch_metrics"]
         self.epochs_with_no_improvement = state["epochs_with_no_improvement"]
         self.current_score = state["current_score"]
+
+
+def check_set_metrics(validation_metric: str | list[str], sets: list[str]) -> None:
+    """With named validation sets every metric is one set's (``"+hard_accuracy"``): raise naming the sets if not."""
+    names = [validation_metric] if isinstance(validation_metric, str) else list(validation_metric)
+    for name in names:
+        bare = name[1:] if name[:1] in "+-" else name
+        if not any(bare.startswith(f"{set_name}_") for set_name in sets):
+            raise ConfigurationError(
+                f"{name!r} is no set's metric: with named validation sets ({', '.join(sets)}) name one, e.g. "
+                f'"-{sets[0]}_loss" or "+{sets[0]}_accuracy"',
+                key="validation_metric",
+            )

@@ -30,7 +30,8 @@ class TrainerCallback(Registrable):
     - ``on_end`` once, always, also after an exception (then ``metrics`` is None); with test data its metrics hold
       the ``test_*`` keys.
 
-    The batch hooks get ``split``: ``"training"``, ``"validation"`` or ``"test"``. ``state_dict`` and
+    The batch hooks get ``split``: ``"training"``, ``"validation"`` (with named validation sets, the set's name)
+    or ``"test"``. ``state_dict`` and
     ``load_state_dict`` carry a callback's state through checkpoints. (AllenNLP 1.x's ``epoch=-1`` call before
     training is made for 1.x epoch callbacks only.) Callbacks in a config take ``serialization_dir`` from the
     trainer.
