@@ -237,3 +237,20 @@ def _stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | No
         padded[row][region] = tensor
         mask[row][region] = True
     return padded, mask
+
+
+class IndexedBatch(dict):
+    """A batch (a dict of field name -> batched value) that also knows ``indices``: each instance's position in
+    its data file, kept through shuffling, bucketing and sharding. The model's forward pass sees only the dict;
+    callbacks (``save_predictions``) read ``batch.indices``."""
+
+    indices: list[int]
+
+    def __init__(self, fields: dict[str, Any], indices: list[int]) -> None:
+        super().__init__(fields)
+        self.indices = indices
+
+
+def collate_numbered(numbered: list[tuple[int, dict[str, Any]]]) -> IndexedBatch:
+    """``collate`` for ``(file position, instance)`` pairs: the batch, and where each of its instances came from."""
+    return IndexedBatch(collate([instance for _, instance in numbered]), [index for index, _ in numbered])

@@ -13,7 +13,7 @@ import torch
 import torch.utils.data
 
 from regimen.data.batch_sampler import BatchSampler
-from regimen.data.collate import collate
+from regimen.data.collate import collate_numbered
 from regimen.data.dataset_reader import DatasetReader, Instance
 from regimen.registry import ConfigurationError, Registrable
 
@@ -244,12 +244,13 @@ class DefaultDataLoader(DataLoader):
     def _produce(self, epoch: int, whole: range, tail: range) -> Iterator[Batch]:
         """The batches at positions ``whole``, collated as they are, then this worker's piece of the ``tail``
         batches; the data is read once for both."""
-        pooled: list[Instance] = []
+        pooled: list[tuple[int, Instance]] = []  # (position in the file, instance)
         for chunk in self._located([*whole, *tail]):
             mine = [indices for position, indices in chunk.batches if position not in tail]
             seeds = self._generator(chunk.pass_index, chunk.chunk_index)
-            yield from self._collated(chunk.instances, mine, seeds, self.num_workers)
-            pooled += [chunk.instances[i] for position, indices in chunk.batches if position in tail for i in indices]
+            numbered = _Numbered(chunk.instances, chunk.chunk_index * (self.max_instances_in_memory or 0))
+            yield from self._collated(numbered, mine, seeds, self.num_workers)
+            pooled += [numbered[i] for position, indices in chunk.batches if position in tail for i in indices]
         if tail:
             piece = self._tail_piece(epoch, pooled, len(tail))
             # One batch: not worth starting worker processes, and no worker needs a seed.
@@ -279,7 +280,9 @@ class DefaultDataLoader(DataLoader):
             finally:
                 chunks.close()
 
-    def _tail_piece(self, epoch: int, pooled: list[Instance], tail_batches: int) -> list[Instance]:
+    def _tail_piece(
+        self, epoch: int, pooled: list[tuple[int, Instance]], tail_batches: int
+    ) -> list[tuple[int, Instance]]:
         """This worker's consecutive piece of the ``pooled`` tail instances, cut into ``world_size`` near-equal
         pieces; fewer instances than workers are first repeated in order until every worker can have one."""
         if not pooled:
@@ -305,14 +308,19 @@ class DefaultDataLoader(DataLoader):
         return pooled[start : start + size + (1 if self.rank < larger else 0)]
 
     def _collated(
-        self, instances: Sequence[Instance], batches: list[list[int]], seeds: torch.Generator, num_workers: int
+        self,
+        numbered: Sequence[tuple[int, Instance]],
+        batches: list[list[int]],
+        seeds: torch.Generator,
+        num_workers: int,
     ) -> Iterator[Batch]:
+        """The batches of ``numbered`` (position in the file, instance) pairs, each an `IndexedBatch`."""
         if not batches:
             return iter(())
         loader = torch.utils.data.DataLoader(
-            instances,  # type: ignore[arg-type]  # a list is a map-style dataset
+            numbered,  # type: ignore[arg-type]  # a sequence is a map-style dataset
             batch_sampler=batches,
-            collate_fn=collate,
+            collate_fn=collate_numbered,
             num_workers=num_workers,
             pin_memory=self.pin_memory,
             multiprocessing_context=self.start_method if num_workers > 0 else None,
@@ -357,6 +365,20 @@ class _Located(NamedTuple):
     batches: list[tuple[int, list[int]]]  # (position in the endless sequence of passes, indices into instances)
     pass_index: int
     chunk_index: int
+
+
+class _Numbered(Sequence):
+    """A chunk's instances as ``(position in the file, instance)`` pairs; ``first`` is the chunk's first position."""
+
+    def __init__(self, instances: Sequence[Instance], first: int) -> None:
+        self.instances = instances
+        self.first = first
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, index: int) -> tuple[int, Instance]:  # type: ignore[override]
+        return self.first + index, self.instances[index]
 
 
 def _check_settings(

@@ -114,13 +114,13 @@ def test_resuming_at_a_batch_gives_the_tail_without_collating_the_skipped_batche
     loader = build({"batch_size": 3, "shuffle": True}, seed=5)
     whole = list(loader.iter_epoch(2))
     collated = []
-    real_collate = data_loader_module.collate
+    real_collate = data_loader_module.collate_numbered
 
-    def counting_collate(instances):
-        collated.append(len(instances))
-        return real_collate(instances)
+    def counting_collate(numbered):
+        collated.append(len(numbered))
+        return real_collate(numbered)
 
-    monkeypatch.setattr(data_loader_module, "collate", counting_collate)
+    monkeypatch.setattr(data_loader_module, "collate_numbered", counting_collate)
     tail = list(loader.iter_epoch(2, start_batch=4))
     assert_same_batches(tail, whole[4:])
     assert len(collated) == len(whole) - 4 == 3

@@ -505,6 +505,21 @@ def test_save_predictions_writes_each_validation_instance(tmp_path):
     assert record["target"] == int(blobs(32, 2, 8)[0]["label"][0])
 
 
+def test_save_predictions_adds_what_make_output_human_readable_gives(tmp_path):
+    class Named(type(make_model())):
+        def make_output_human_readable(self, output_dict):  # AllenNLP's method
+            return {"label_name": ["left" if int(i) == 0 else "right" for i in output_dict["probs"].argmax(-1)]}
+
+    torch.manual_seed(0)
+    model = Named(input_dim=4, num_classes=2)
+    config = {"num_epochs": 1, "callbacks": [{"type": "save_predictions", "splits": ["validation"]}]}
+    make_trainer(config, model=model, serialization_dir=str(tmp_path)).train()
+    records = [json.loads(line) for line in (tmp_path / "predictions" / "validation_epoch_0.jsonl").open()]
+    assert len(records) == 32 and all(r["label_name"] == ("left", "right")[r["probs"].index(max(r["probs"]))]
+                                      for r in records)  # fmt: skip
+    assert "index" not in records[0]  # a plain list of batches knows no file positions
+
+
 def test_tensorboard_memory_usage_writes_a_scalar_per_step(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
