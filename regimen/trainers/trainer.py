@@ -55,6 +55,11 @@ class Trainer(Registrable):
         self.device = self._dist.device if self._dist.enabled else resolve_device(cuda_device)
         self._primary = self._dist.is_primary
 
+    @property
+    def global_step(self) -> int:
+        """The optimizer steps taken in the whole run, resumes included (hooks get the epoch; this is the step)."""
+        return getattr(self, "_total_steps", 0)
+
     def train(self) -> dict[str, Any]:
         """Train the model and return the final metrics."""
         raise NotImplementedError  # abstract

@@ -78,4 +78,5 @@ def test_a_callback_setting_should_stop_ends_training_after_that_epoch(tmp_path)
     trainer._callbacks.append(callback)
     metrics = trainer.train()
     assert callback.last_epoch == 1 and metrics["training_epochs"] == 2 and metrics["epoch"] == 1
+    assert trainer.global_step == 16  # 8 steps per epoch
     assert "best_validation_loss" in metrics and (tmp_path / "best.th").is_file()
