@@ -58,3 +58,20 @@ def test_a_metric_of_no_set_and_a_bad_set_name_are_configuration_errors(tmp_path
     result = train(tmp_path, {"validation_data_path": {"hard": "missing.csv"}})
     assert result.returncode == 2 and "validation_data_path.hard: " in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_two_workers_validate_each_named_set_over_all_of_its_data(tmp_path):
+    overrides = {
+        "validation_data_path": SETS,
+        "trainer.validation_metric": "+hard_accuracy",
+        "trainer.num_epochs": 1,
+        "trainer.callbacks": [{"type": "save_predictions", "splits": ["easy", "hard"]}],
+        "distributed": {"cuda_devices": [-1, -1]},
+    }
+    result = train(tmp_path, overrides)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.5 < metrics["best_validation_hard_accuracy"] <= 1 and "validation_easy_loss" in metrics
+    for name in ("easy", "hard"):  # each worker validated its shard; together, every instance once
+        lines = (tmp_path / "run" / "predictions" / f"{name}_epoch_0.jsonl").read_text().splitlines()
+        assert [json.loads(line)["index"] for line in lines] == list(range(64))
