@@ -17,6 +17,7 @@ import torch
 
 from regimen.models.model import Model
 from regimen.registry import ConfigurationError, Params
+from regimen.registry.files import create_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def archive_model(
             logger.warning("include_in_archive: %r matches no file in %s", pattern, directory)
         members += [(match, directory / match) for match in matches if (directory / match).is_file()]
     target = directory / ARCHIVE_NAME
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".model.tar.gz.", suffix=".tmp")
+    descriptor, temporary = create_temporary(directory, prefix=".model.tar.gz.")
     try:
         with os.fdopen(descriptor, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as archive:
             for name, path in members:

@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import _jsonnet
 
 from regimen.registry.errors import ConfigurationError, join_path, unknown_name_message
+from regimen.registry.files import create_temporary
 from regimen.registry.values import to_bool, to_float, to_int
 
 _NO_DEFAULT = object()
@@ -221,7 +221,7 @@ def ordered(value: Any, top_level: bool = True) -> Any:
 def write_json_atomically(path: str | os.PathLike, value: Any) -> None:
     """Write ``value`` as indented JSON through a temporary file in the same directory, fsync, then rename."""
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, temporary = create_temporary(target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(handle, "w") as file:
             json.dump(value, file, indent=4)
