@@ -21,7 +21,12 @@ logger = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ["run", "status", "epochs", "best_epoch"]
 _PROGRESS_FILE = re.compile(r"metrics_(epoch|step)_(\d+)\.json")
-_BOOKKEEPING = {"training_duration", "training_start_epoch", "training_epochs"}  # training_* but not metrics
+_BOOKKEEPING = {
+    "training_duration",
+    "training_duration_this_run",
+    "training_start_epoch",
+    "training_epochs",
+}  # training_* but not metrics
 _GROUPS = ("best_validation_", "validation_", "training_", "test_")  # the order of the default metric columns
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,11 @@ class CheckpointedState:
     the training state it saves (position, running sums, metrics, callbacks, RNG states and every stateful
     component) and how it takes a checkpoint back up. It reads the trainer's attributes and nothing else."""
 
+    _rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
+    _summed: dict[str, Any] | None = None  # the running sums over every worker, for that checkpoint
+    _seconds_before = 0.0  # the training time of the run's earlier invocations, up to the checkpoint resumed
+    _started = 0.0  # when this invocation's train() began (time.monotonic)
+
     @contextmanager
     def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """The model's state (moving-average weights swapped in while open) and the training state."""
@@ -28,6 +34,7 @@ class CheckpointedState:
             "total_steps": self._total_steps,
             "epochs_completed": self._epochs_completed,
             "batches_in_epoch": self._batches_in_epoch,
+            "training_seconds": self._seconds_before + time.monotonic() - self._started,  # every invocation's
             **(self._summed or running_sums(self._totals, self.model)),  # over every worker; the primary resumes them
             "last_metrics": self._last_metrics,
             "epoch_validation": self._epoch_validation,  # a step validation earlier in this epoch
@@ -67,6 +74,7 @@ class CheckpointedState:
             callback.load_state_dict(state)
         self._total_steps = training_state["total_steps"]
         self._epochs_completed = training_state["epochs_completed"]
+        self._seconds_before = training_state.get("training_seconds", 0.0)
         restore_running_sums(training_state, self._totals, self.model, self._primary)
         self._last_metrics = training_state["last_metrics"]
         self._epoch_validation = training_state.get("epoch_validation", {})

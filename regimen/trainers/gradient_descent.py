@@ -183,8 +183,6 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         # AllenNLP's name: callbacks (should_validate_callback) switch the validation of the coming epoch off.
         self._should_validate_this_epoch = True
         self._hooks = HookDispatch([])  # made from the callbacks when training starts
-        self._rng_states: list[Any] | None = None  # every worker's, gathered for the checkpoint being saved
-        self._summed: dict[str, Any] | None = None  # the running sums over every worker, for that checkpoint
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
 
     @classmethod
@@ -267,7 +265,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         On SIGTERM, SIGUSR1 or SIGINT it finishes the optimizer step, saves a checkpoint and raises
         TrainingPreempted (exit code 75 from the command line).
         """
-        start = time.monotonic()
+        self._started = start = time.monotonic()
         metrics: dict[str, Any] | None = None
         self._hooks = hooks = HookDispatch(self._callbacks)  # each hook calls only the callbacks that define it
         try:
@@ -576,7 +574,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     def _final_metrics(self, first_epoch: int, duration: float) -> dict[str, Any]:
         metrics: dict[str, Any] = {
             "best_epoch": self._metric_tracker.best_epoch,
-            "training_duration": format_duration(duration),
+            "training_duration": format_duration(self._seconds_before + duration),  # over every invocation
+            "training_duration_this_run": format_duration(duration),
             "training_start_epoch": first_epoch,
             "training_epochs": self._epochs_completed - first_epoch,
         }

@@ -16,7 +16,13 @@ from tests.conftest import FIXTURES, ROOT, run_cli
 
 CONFIG = str(FIXTURES / "experiments" / "blobs.jsonnet")
 # Metrics that legitimately differ between two runs of the same experiment.
-VOLATILE = {"training_duration", "training_start_epoch", "training_epochs", "peak_worker_0_memory_MB"}
+VOLATILE = {
+    "training_duration",
+    "training_duration_this_run",
+    "training_start_epoch",
+    "training_epochs",
+    "peak_worker_0_memory_MB",
+}
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -20,6 +20,7 @@ CONFIG = str(FIXTURES / "experiments" / "blobs.jsonnet")
 TWO_WORKERS = {"distributed": {"cuda_devices": [-1, -1]}}
 VOLATILE = {
     "training_duration",
+    "training_duration_this_run",
     "training_start_epoch",
     "training_epochs",
     "peak_worker_0_memory_MB",

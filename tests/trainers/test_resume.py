@@ -16,7 +16,13 @@ from regimen.registry import Params
 from regimen.trainers import Trainer, TrainerCallback
 from scripts.fault_injection import write_blobs
 
-VOLATILE = {"training_duration", "peak_worker_0_memory_MB", "training_start_epoch", "training_epochs"}
+VOLATILE = {
+    "training_duration",
+    "training_duration_this_run",
+    "peak_worker_0_memory_MB",
+    "training_start_epoch",
+    "training_epochs",
+}
 
 CONFIG = {
     "num_epochs": 4,
