@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from regimen.commands.subcommand import Subcommand, add_common_arguments
@@ -36,14 +37,11 @@ class Train(Subcommand):
         environment's (``regimen retrain`` passes a study's best values)."""
         from regimen.experiment import check_experiment, run_experiment
         from regimen.trainers.preemption import TrainingPreempted
+        from regimen.trainers.progress import FILE_FRIENDLY_VARIABLE
 
         params = Params.from_file(args.param_path, args.overrides, ext_vars)
-        if args.file_friendly_logging:
-            trainer = params.get("trainer")
-            if trainer is None:
-                params["trainer"] = {"file_friendly_logging": True}
-            else:
-                trainer["file_friendly_logging"] = True
+        if args.file_friendly_logging:  # how progress looks, not part of the experiment (config.json)
+            os.environ[FILE_FRIENDLY_VARIABLE] = "1"  # the workers of a distributed run inherit it
         directory = Path(args.serialization_dir)
         experiment = check_experiment(params, directory, args.recover, args.force)
         if args.dry_run:

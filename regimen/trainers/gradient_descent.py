@@ -91,7 +91,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     - `cuda_device` (int, null: the first CUDA device if there is one, else the CPU; -1: the CPU).
     - `compile` (bool or object, false): run the model through `torch.compile`; an object is passed to it as
       keyword arguments (`{"mode": "max-autotune"}`). Checkpoints hold the uncompiled model's weights.
-    - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: periodic plain lines instead of a bar).
+    - `progress_bar` (bool, true), `file_friendly_logging` (bool, false: plain log lines instead of a bar, as
+      whenever stderr is not a terminal).
     - `checkpointer` (Checkpointer, "default"; null: no checkpoints): when to save and how many to keep. A
       trainer whose serialization directory holds checkpoints resumes from the newest complete one.
     - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization.

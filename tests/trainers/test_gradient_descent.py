@@ -580,10 +580,14 @@ def test_confidence_checks_catch_a_bias_before_batch_norm_and_can_be_turned_off(
     make_trainer({"num_epochs": 1, "run_confidence_checks": False}, BiasBeforeBatchNorm(), validation=None).train()
 
 
-def test_file_friendly_logging_and_progress_bar_write_to_stderr(capfd):
+def test_file_friendly_logging_writes_plain_progress_lines(capfd, caplog):
+    caplog.set_level("INFO", logger="regimen.trainers.progress")
     make_trainer({"num_epochs": 1, "progress_bar": True, "file_friendly_logging": True}).train()
-    err = capfd.readouterr().err
-    assert "epoch 0" in err and "|" in err  # an ascii bar: readable in a log file
+    assert "\r" not in capfd.readouterr().err  # no redrawn bar frames: readable in a log file
+    lines = [record.getMessage() for record in caplog.records if record.name == "regimen.trainers.progress"]
+    assert "epoch 0: 0/8 batches" in lines and any(
+        line.startswith("epoch 0: 8/8 batches, training_loss=") for line in lines
+    )
 
 
 def test_compile_runs_the_model_through_torch_compile():
