@@ -7,10 +7,7 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from regimen.trainers.distributed import (
     spawn_workers,
 )
 from regimen.trainers.evaluation import evaluate
-from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, TrainingPreempted
+from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, SIGNALS, TrainingPreempted
 
 logger = logging.getLogger(__name__)
 
@@ -354,8 +351,9 @@ def run_experiment(
     port = plan.primary_port or find_free_port()
     arguments = (params.as_dict(), str(directory), recover, force, node_rank, port, Registrable.registering_modules())
     try:
-        with _deferred_signals():
-            spawn_workers(_spawned_worker, arguments, len(plan.cuda_devices))
+        # A signal to this process alone (Kubernetes stops a container so) reaches every worker; one sent to the
+        # whole job reaches them twice within moments, which their watchers take as one request.
+        spawn_workers(_spawned_worker, arguments, len(plan.cuda_devices), forward_signals=SIGNALS)
     except WorkerFailed as failure:
         if failure.error_type == "ConfigurationError":
             raise ConfigurationError(f"worker {failure.rank}: {failure.message.split(': ', 1)[-1]}") from None
@@ -424,25 +422,6 @@ def _run_worker(
             logger.info("archived the model to %s", archive)
     distributed.barrier()  # the workers leave together, once the run's files are written
     return metrics if distributed.is_primary else {}
-
-
-@contextmanager
-def _deferred_signals() -> Iterator[None]:
-    """While the workers run, the launching process outlives SIGTERM, SIGUSR1 and SIGINT: they reach the workers
-    too (sent to the process group, as Ctrl-C and SLURM do), which save a checkpoint and stop with exit code 75."""
-
-    def note(number: int, frame: Any) -> None:
-        logger.warning(
-            "received %s: waiting for the workers to save a checkpoint and stop", signal.Signals(number).name
-        )
-
-    numbers = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-    previous = {number: signal.signal(number, note) for number in numbers}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _configure_worker_logging(rank: int) -> None:

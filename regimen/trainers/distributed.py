@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -35,6 +37,8 @@ from torch.multiprocessing import ProcessContext, ProcessExitedException, Proces
 from torch.nn.parallel import DistributedDataParallel
 
 from regimen.registry import ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 Backend = Literal["gloo", "nccl"]
 
@@ -420,13 +424,15 @@ def spawn_workers(
     num_workers: int,
     *,
     grace_period_s: float = TERMINATION_GRACE_S,
+    forward_signals: tuple[int, ...] = (),
 ) -> None:
     """Run ``worker(local_rank, *args)`` in ``num_workers`` fresh processes on this machine and wait for them all.
 
     ``worker`` must be a module-level function and ``args`` picklable, since each process is started with the
     "spawn" method (the only one that is safe with CUDA). When a worker raises or dies, the others get
     ``grace_period_s`` seconds to stop on their own, then SIGTERM, then SIGKILL after as long again, and this raises
-    :class:`WorkerFailed` for the worker that failed first.
+    :class:`WorkerFailed` for the worker that failed first. While they run, each of ``forward_signals`` that
+    this process receives is passed on to every worker (Kubernetes signals a container's main process alone).
     """
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}")
@@ -436,6 +442,7 @@ def spawn_workers(
         context = torch.multiprocessing.start_processes(
             _run_worker, args=(worker, args, errors), nprocs=num_workers, join=False, start_method="spawn"
         )
+        previous = _forward(forward_signals, context.processes)
         try:
             # torch's ProcessContext terminates the other workers when one exits with a non-zero code.
             while not context.join(grace_period=grace_period_s):
@@ -443,10 +450,29 @@ def spawn_workers(
         except (ProcessRaisedException, ProcessExitedException) as failure:
             raise _worker_failed(failure, Path(errors)) from None
         finally:
-            # Reached with workers still running only when this process was interrupted (Ctrl-C) while waiting:
-            # they must not outlive it.
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            # Reached with workers still running only when this process was interrupted while waiting: they must
+            # not outlive it.
             _stop(context.processes, grace_period_s)
             _remove_error_files(context)
+
+
+def _forward(numbers: tuple[int, ...], processes: list[BaseProcess]) -> dict[int, Any]:
+    """Pass each of the signals ``numbers`` on to every live process of ``processes``; returns the handlers they
+    replaced (none outside the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def forward(number: int, frame: Any) -> None:
+        name = signal.Signals(number).name
+        logger.warning("received %s: passing it to the workers, which save a checkpoint and stop", name)
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, number)
+
+    return {number: signal.signal(number, forward) for number in numbers}
 
 
 def find_free_port() -> int:

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 
 logger = logging.getLogger(__name__)
@@ -13,6 +14,9 @@ logger = logging.getLogger(__name__)
 # sysexits.h's EX_TEMPFAIL, "try again later": the run saved a checkpoint and can be recovered.
 PREEMPTION_EXIT_CODE = 75
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# A worker of a distributed run gets a signal sent to the whole job twice: from the sender and passed on by the
+# launcher. Signals this soon after the first are that duplicate, not a user's second request.
+DUPLICATE_WINDOW_S = 1.0
 
 
 class TrainingPreempted(Exception):
@@ -34,12 +38,15 @@ class TrainingPreempted(Exception):
 
 class PreemptionWatcher:
     """While open, SIGTERM, SIGUSR1 and SIGINT set ``requested`` instead of killing the process; the loop
-    checks it after each optimizer step. A second signal exits at once (checkpoints on disk stay whole, since
-    every file is written atomically). Outside the main thread (where handlers cannot be set) it does nothing.
+    checks it after each optimizer step. A second signal, more than a second after the first, exits at once
+    (checkpoints on disk stay whole, since every file is written atomically); within that second it is the same
+    request delivered twice (to the job's process group and passed on by the launcher) and is ignored. Outside the
+    main thread (where handlers cannot be set) it does nothing.
     """
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
+        self._first_at = 0.0
         self._previous: dict[int, object] = {}
 
     @property
@@ -60,11 +67,13 @@ class PreemptionWatcher:
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.signal_number is not None:
+            if time.monotonic() - self._first_at < DUPLICATE_WINDOW_S:
+                return  # the first request, delivered again
             logger.error("second %s: exiting now", signal.Signals(number).name)
             os._exit(128 + number)
-        self.signal_number = number
+        self.signal_number, self._first_at = number, time.monotonic()
         logger.warning(
             "received %s: finishing the current optimizer step, then saving a checkpoint and stopping "
-            "(send it again to exit at once)",
+            "(send it again, a second later, to exit at once)",
             signal.Signals(number).name,
         )

@@ -143,15 +143,20 @@ def start_until_epoch_2(directory: Path, changes: str) -> subprocess.Popen:
     return process
 
 
-def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path):
+@pytest.mark.parametrize("to_whom", ["the whole job", "the launcher alone"])
+def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path, to_whom):
     changes = overrides(**{"trainer.num_epochs": 8, **TWO_WORKERS})
     reference = tmp_path / "reference"
     assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
     directory = tmp_path / "interrupted"
     process = start_until_epoch_2(directory, changes)
-    os.killpg(process.pid, signal.SIGTERM)  # as Ctrl-C or SLURM do: every process of the job gets it
+    if to_whom == "the whole job":
+        os.killpg(process.pid, signal.SIGTERM)  # as Ctrl-C does: every process of the job gets it (the workers twice)
+    else:
+        os.kill(process.pid, signal.SIGTERM)  # as Kubernetes does: the container's main process alone
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr
+    assert stderr.count("received SIGTERM: finishing the current optimizer step") == 2  # each worker, once
     assert not (directory / "metrics.json").exists()
     result = run_cli("train", CONFIG, "-s", str(directory), "-o", changes, "--recover")
     assert result.returncode == 0, result.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import torch
@@ -17,7 +19,7 @@ from tests.trainers.test_resume import data, reference  # noqa: F401  (module-sc
 
 SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, time
     from pathlib import Path
     import torch
     from regimen.trainers import TrainerCallback
@@ -33,7 +35,9 @@ SCRIPT = textwrap.dedent(
             if args[5] == (step > 0):
                 self.seen += 1
                 if self.seen == abs(step):
-                    for name in signals:
+                    for number, name in enumerate(signals):
+                        if number:
+                            time.sleep(1.2)  # a second signal within a second is taken as the first one again
                         os.kill(os.getpid(), getattr(signal, name))
 
     try:
@@ -105,3 +109,15 @@ def test_a_signal_during_validation_is_not_missed(tmp_path, data, reference):  #
     assert train(tmp_path, data).returncode == 0
     final = torch.load(tmp_path / "final.th", weights_only=True)
     assert all(torch.equal(final[key], value) for key, value in reference_trainer.model.state_dict().items())
+
+
+def test_the_same_signal_delivered_twice_at_once_is_one_request():
+    """A worker of a distributed run gets a job-wide signal twice (from the sender and from the launcher, which
+    passes signals on): within a second the second delivery is the first request again, not "exit now"."""
+    from regimen.trainers.preemption import PreemptionWatcher
+
+    with PreemptionWatcher() as watcher:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handlers run here, in the main thread
+        assert watcher.requested and watcher.signal_number == signal.SIGTERM
