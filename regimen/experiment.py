@@ -227,9 +227,8 @@ class TrainModel(Experiment):
             reader = self.dataset_reader if key == "train" else self.validation_dataset_reader
             self.loaders[key] = lazy.construct(reader=reader, data_path=path, seed=random_seed or 0)
         self.model = self._model.construct()
-        for key, loader in self.loaders.items():  # read now (the loaders keep it): a data mistake is shown at its key
-            if key != "test":
-                _read_data(loader, _path_key(key))
+        for key, loader in self.loaders.items():  # read now (the loaders keep it): a data mistake is shown at its key,
+            _read_data(loader, _path_key(key))  # before anything is trained or written, the test data's too
         named_sets = {key.split(".", 1)[1]: loader for key, loader in self.loaders.items() if "." in key}
         self.trainer = self._trainer.construct(
             model=self.model,
