@@ -139,7 +139,8 @@ class TrainModel(Experiment):
       dataset): each is validated at every validation and reported as ``validation_<name>_<metric>`` and
       ``best_validation_<name>_<metric>``, and `trainer.validation_metric` names one set's metric
       (``"+hard_accuracy"``; a list sums several).
-    - `validation_data_loader` (DataLoader, null: `data_loader`'s config): batches validation and test data.
+    - `validation_data_loader` (DataLoader, null: `data_loader`'s config without `shuffle`): batches validation
+      and test data.
     - `test_data_path` (str, null) and `evaluate_on_test` (bool, false): evaluate the final (best) model on test
       data; its metrics are reported with a ``test_`` prefix.
     - `random_seed` (int, 13370), `numpy_seed` (int, 1337), `pytorch_seed` (int, 133): seeds for Python's,
@@ -201,7 +202,7 @@ class TrainModel(Experiment):
         self.validation_dataset_reader = validation_dataset_reader or dataset_reader
         self.paths = paths
         self._data_loader = data_loader
-        self._validation_data_loader = validation_data_loader or data_loader
+        self._validation_data_loader = validation_data_loader or _unshuffled(data_loader)
         self._model = model
         self._trainer = trainer
         self.evaluate_on_test = evaluate_on_test
@@ -280,6 +281,15 @@ def _read_data(loader: DataLoader, key: str) -> None:
         raise error.located(key) from None
     except ValueError as error:
         raise ConfigurationError(str(error), key) from error
+
+
+def _unshuffled(loader: Lazy[DataLoader]) -> Lazy[DataLoader]:
+    """``data_loader``'s config for the validation and test data when they have none of their own, without its
+    ``shuffle``: evaluation needs no shuffling, and in file order it matches what ``regimen evaluate`` reports."""
+    config = loader.params.as_dict()
+    if not config.get("shuffle"):
+        return loader
+    return Lazy(loader.constructor, Params({**config, "shuffle": False}, loader.params.path), loader.constructor_extras)
 
 
 def _path_key(key: str) -> str:
