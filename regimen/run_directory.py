@@ -127,9 +127,9 @@ def logging_to(path: Path) -> Iterator[None]:
         yield
     except Exception as error:
         if not isinstance(error, TrainingPreempted):
-            record = logger.makeRecord(
-                logger.name, logging.ERROR, __file__, 0, "the run failed: %s", (error,), sys.exc_info()
-            )
+            where = getattr(error, "regimen_where", None)
+            message = f"the run failed at {where}: %s" if where else "the run failed: %s"
+            record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (error,), sys.exc_info())
             handler.handle(record)  # to the file only
         raise
     finally:

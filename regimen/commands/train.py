@@ -56,6 +56,14 @@ class Train(Subcommand):
         except TrainingPreempted as stop:
             logger.warning("%s; continue with: regimen train %s -s %s --recover", stop, args.param_path, directory)
             return stop.exit_code
+        except Exception as error:
+            if hasattr(error, "regimen_where"):  # a crash while training: where, then its traceback (and out.log)
+                logger.error(
+                    "the run failed at %s with %s (its traceback follows); once fixed, continue it from its last "
+                    "checkpoint with: regimen train %s -s %s --recover",
+                    error.regimen_where, type(error).__name__, args.param_path, directory,
+                )  # fmt: skip
+            raise
         if metrics:  # the other machines of a multi-node run have none
             print(json.dumps(metrics, indent=4))
         return 0

@@ -45,6 +45,18 @@ class CheckpointedState:
         with self._averaged_weights():
             yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), training_state
 
+    def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
+        """Every worker's RNG state and the epoch's running sums over all workers go into the checkpoint, which
+        the primary writes (made durable in the background unless ``stopping``) while the others wait."""
+        self._rng_states = self._dist.gather_objects(rng_state())
+        self._summed = running_sums(self._totals, self.model, self._dist)
+        if self._primary:
+            self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
+            if stopping:
+                self._wait_for_writes()
+        self._rng_states = self._summed = None
+        self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
+
     def _stateful_components(self) -> dict[str, Any]:
         components = {
             "optimizer": self.optimizer,

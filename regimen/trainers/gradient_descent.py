@@ -33,7 +33,7 @@ from regimen.trainers.distributed import Distributed
 from regimen.trainers.divergence import divergence_error
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
 from regimen.trainers.legacy_keys import CHECKPOINTER_KEYS, TENSORBOARD_KEYS, gather_configured_callbacks, moved_keys
-from regimen.trainers.loss_totals import LossTotals, RunningMetrics, running_sums
+from regimen.trainers.loss_totals import LossTotals, RunningMetrics
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
 from regimen.trainers.metric_tracker import MetricTracker, check_set_metrics
@@ -44,7 +44,6 @@ from regimen.trainers.optimizers import Optimizer
 from regimen.trainers.precision import make_precision
 from regimen.trainers.preemption import PreemptionWatcher, TrainingPreempted
 from regimen.trainers.progress import Progress, format_duration
-from regimen.trainers.random_state import rng_state
 from regimen.trainers.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -184,6 +183,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         # AllenNLP's name: callbacks (should_validate_callback) switch the validation of the coming epoch off.
         self._should_validate_this_epoch = True
         self._hooks = HookDispatch([])  # made from the callbacks when training starts
+        self._at = ("training", 0, 0)  # (split, epoch, batch) being run, for the message of a crash
         self._finite_until = 0  # the batch of the epoch up to which the loss is known to be finite
 
     @classmethod
@@ -286,6 +286,9 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             self._wait_for_writes()  # the run's files are on disk when it returns
             metrics = final
             return metrics
+        except Exception as error:  # a crash, in user code or ours: the command says first where it happened
+            error.regimen_where = "epoch {1}, batch {2} of {0}".format(*self._at)  # type: ignore[attr-defined]
+            raise
         finally:
             self._progress.close()
             self._wait_for_writes(quietly=True)
@@ -316,6 +319,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._batches_in_epoch = self._finite_until = start_batch
         step_in_epoch = start_batch // self._accumulation
         for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
+            self._at = ("training", epoch, self._batches_in_epoch)  # where a crash happens (the next batch)
             self._hooks("on_batch_start", self, list(group), epoch, step_in_epoch + 1, True, split="training")
             outputs, grad_norm = self._optimizer_step(group, totals)
             step_in_epoch += 1
@@ -373,18 +377,6 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             self._save_checkpoint(epochs_completed, batches_in_epoch, stopping=stop)
         if stop:
             raise TrainingPreempted(self._preemption.signal_number or 0, self._checkpointer is not None)
-
-    def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
-        """Every worker's RNG state and the epoch's running sums over all workers go into the checkpoint, which
-        the primary writes (made durable in the background unless ``stopping``) while the others wait."""
-        self._rng_states = self._dist.gather_objects(rng_state())
-        self._summed = running_sums(self._totals, self.model, self._dist)
-        if self._primary:
-            self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
-            if stopping:
-                self._wait_for_writes()
-        self._rng_states = self._summed = None
-        self._dist.barrier()  # no worker stops (pre-emption) before the checkpoint is on disk
 
     def _optimizer_step(
         self, group: tuple[dict[str, Any], ...], totals: LossTotals
@@ -523,6 +515,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         bar = self._progress.start(f"{split} {epoch}", len(loader))
         with torch.inference_mode():
             for number, batch in enumerate(self._batches(loader, epoch), start=1):
+                self._at = (split, epoch, number - 1)
                 self._hooks("on_batch_start", self, [batch], epoch, number, False, split=split)
                 output = self._run_batch(batch, for_training=False)
                 totals.add(output)

@@ -22,4 +22,5 @@ def test_a_nan_in_the_data_stops_the_run_with_what_the_config_set(tmp_path):
     assert "Adam ran at lr 0.001, its default: the config sets no learning rate, gradients unclipped." in result.stderr
     assert "Check the data for NaN or inf values" in result.stderr
     log = (tmp_path / "run" / "out.log").read_text()  # the crash, with its traceback, is in the run's log
-    assert "the run failed: the training loss became nan" in log and "Traceback" in log
+    assert "the run failed at epoch 0, batch " in log and "of training: the training loss became nan" in log
+    assert "Traceback" in log
