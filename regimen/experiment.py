@@ -20,7 +20,14 @@ from regimen.models.archival import BEST_WEIGHTS_NAME, RESERVED_NAMES, archive_m
 from regimen.registry import ConfigurationError, FromParams, Lazy, Params, Registrable
 from regimen.registry.params import write_json_atomically
 from regimen.registry.values import check_positive
-from regimen.run_directory import LOG_NAME, METRICS_NAME, check_run_directory, logging_to, prepare_run_directory
+from regimen.run_directory import (
+    LOG_NAME,
+    METRICS_NAME,
+    check_run_directory,
+    logging_to,
+    outcome_recorded,
+    prepare_run_directory,
+)
 from regimen.trainers import Trainer
 from regimen.trainers.distributed import (
     Distributed,
@@ -421,7 +428,7 @@ def _run_worker(
         prepare_run_directory(directory, params, recover, force)
     distributed.barrier()  # the directory is ready (a --force replacement is done) before anyone resumes from it
     log_name = LOG_NAME if distributed.world_size == 1 else f"out_worker{distributed.rank}.log"
-    with logging_to(directory / log_name):
+    with logging_to(directory / log_name), outcome_recorded(directory, distributed.is_primary):
         metrics = experiment.run()
         if distributed.is_primary:
             write_json_atomically(directory / METRICS_NAME, metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -112,6 +113,34 @@ def _regimen_version() -> str:
     from regimen import __version__
 
     return __version__
+
+
+@contextmanager
+def outcome_recorded(directory: Path, enabled: bool = True) -> Iterator[None]:
+    """Keep how this invocation is going in ``meta.json``'s ``outcome``, for ``print-results``: ``running`` (with
+    the host and process id) while the context is open, then ``finished``, ``preempted`` (stopped by a signal,
+    recoverable) or ``failed`` with the error's first line."""
+    if not enabled:
+        yield
+        return
+    _set_outcome(directory, {"status": "running", "host": platform.node(), "pid": os.getpid()})
+    try:
+        yield
+    except TrainingPreempted:
+        _set_outcome(directory, {"status": "preempted"})
+        raise
+    except BaseException as error:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        _set_outcome(directory, {"status": "failed", "error": f"{type(error).__name__}: {first_line}".strip(": ")})
+        raise
+    _set_outcome(directory, {"status": "finished"})
+
+
+def _set_outcome(directory: Path, outcome: dict[str, Any]) -> None:
+    meta_path = directory / META_NAME
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta["outcome"] = {**outcome, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json_atomically(meta_path, meta)
 
 
 @contextmanager

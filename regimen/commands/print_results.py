@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import platform
 import re
 import sys
 from pathlib import Path
@@ -48,15 +49,29 @@ def find_runs(directory: str) -> list[str]:
 
 
 def read_run(run: str) -> tuple[str, dict[str, Any]]:
-    """The run's status and its final metrics: metrics.json, else the newest metrics_epoch_N/metrics_step_S."""
+    """The run's status and its final metrics: metrics.json, else the newest metrics_epoch_N/metrics_step_S.
+
+    The status is ``finished``, ``running``, ``preempted at epoch N`` (stopped by a signal: ``--recover``
+    continues it), ``failed at epoch N: <error>``, ``stopped at epoch N`` (killed, or from before regimen kept
+    outcomes) or ``no metrics``, from the metrics files and the last outcome ``meta.json`` records."""
     progress = [(int(m[2]), m[1], name) for name in os.listdir(run) if (m := _PROGRESS_FILE.fullmatch(name))]
-    if os.path.exists(os.path.join(run, "metrics.json")):
+    outcome = _outcome(run)
+    if outcome == "running":
+        status, name = "running", "metrics.json"
+        if progress:
+            number, kind, name = max(progress)
+            status = f"running (at {kind} {number})"
+    elif os.path.exists(os.path.join(run, "metrics.json")):
         status, name = "finished", "metrics.json"
     elif progress:
         number, kind, name = max(progress)  # by number: epoch 10 is newer than epoch 9
-        status = f"stopped at {kind} {number}"
+        status = f"{outcome or 'stopped'} at {kind} {number}"
+        if outcome is not None and outcome.startswith("failed:"):
+            status = f"failed at {kind} {number}:{outcome.removeprefix('failed:')}"
     else:
-        return "no metrics", {}
+        return outcome or "no metrics", {}
+    if not os.path.exists(os.path.join(run, name)):
+        return status, {}
     try:
         with open(os.path.join(run, name), encoding="utf-8") as file:
             metrics = json.load(file)
@@ -66,6 +81,31 @@ def read_run(run: str) -> tuple[str, dict[str, Any]]:
         logger.warning("%s: unreadable metrics (%s)", os.path.join(run, name), error)
         return "unreadable metrics", {}
     return status, metrics
+
+
+def _outcome(run: str) -> str | None:
+    """``running`` (its process is alive), ``preempted``, ``failed: <error>``, ``stopped`` (it died while
+    running) from meta.json's outcome; None without one (a run made before outcomes were kept, or finished)."""
+    try:
+        with open(os.path.join(run, "meta.json"), encoding="utf-8") as file:
+            outcome = json.load(file).get("outcome") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    status = outcome.get("status")
+    if status == "running":
+        if outcome.get("host") != platform.node():
+            return "running"  # on another machine: its process cannot be looked at from here
+        try:
+            pid = int(outcome.get("pid", 0))
+            if pid <= 0:
+                raise ValueError(pid)
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except (OSError, ValueError):
+            return "stopped"  # killed: no process of that id is left
+        return "running"
+    if status == "failed":
+        return f"failed: {outcome.get('error', '')}"
+    return "preempted" if status == "preempted" else None
 
 
 def result_row(run: str) -> dict[str, Any]:
