@@ -46,8 +46,18 @@ def check_run_directory(directory: Path, params: Params, recover: bool, force: b
                 f"--recover: {directory} holds no {CONFIG_NAME}, so there is no run to recover; "
                 "leave out --recover to start one"
             )
-        previous = Params.from_file(directory / CONFIG_NAME)
-        differences = config_differences(previous.as_flat_dict(), params.as_flat_dict())
+        previous = Params.from_file(directory / CONFIG_NAME).as_dict()
+        current = params.as_dict()
+        # The workers may change (a 2-GPU run continued on 4, or in one process); the experiment may not.
+        before, after = previous.pop("distributed", None), current.pop("distributed", None)
+        differences = config_differences(previous, current)
+        if not differences and before != after:
+            logger.warning(
+                "--recover: the distributed block changed (%s -> %s): the run continues correctly from its "
+                "checkpoint, but only the same number of workers continues it bit-exactly",
+                json.dumps(before),
+                json.dumps(after),
+            )
         if differences:
             listed = "\n".join(f"  {line}" for line in differences)
             raise ConfigurationError(
@@ -63,14 +73,19 @@ def check_run_directory(directory: Path, params: Params, recover: bool, force: b
         )
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``path: old -> new`` for each flat key that differs, leaving out raised epoch or step budgets."""
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``path: old -> new`` for each value that differs, leaving out raised epoch or step budgets. Objects (and
+    lists of one length) are compared key by key; a subtree replaced by something else is one line."""
     lines = []
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
         before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
-        if before == after or (key in EXTENDABLE_KEYS and _raised(before, after)):
-            continue
-        lines.append(f"{key}: {_show(before)} -> {_show(after)}")
+        if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+            before, after = dict(enumerate(before)), dict(enumerate(after))
+        if isinstance(before, dict) and isinstance(after, dict):
+            lines += config_differences(before, after, f"{path}.")
+        elif before != after and not (path in EXTENDABLE_KEYS and _raised(before, after)):
+            lines.append(f"{path}: {_show(before)} -> {_show(after)}")
     return lines
 
 

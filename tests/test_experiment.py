@@ -115,3 +115,12 @@ def test_config_differences_list_each_changed_key_and_allow_raising_the_budget()
     new = {"trainer.num_epochs": 5, "trainer.optimizer.lr": 0.2, "trainer.num_steps": 100}
     assert config_differences(old, new) == ["model.dropout: 0.5 -> (absent)", "trainer.optimizer.lr: 0.1 -> 0.2"]
     assert config_differences({"trainer.num_epochs": 3}, {"trainer.num_epochs": 2}) == ["trainer.num_epochs: 3 -> 2"]
+
+
+def test_a_replaced_subtree_is_one_line_not_two_that_contradict_each_other():
+    old = {"distributed": {"cuda_devices": [-1, -1]}, "trainer": {"callbacks": ["tensorboard"]}}
+    new = {"distributed": None, "trainer": {"callbacks": ["tensorboard", "track_epoch"]}}
+    assert config_differences(old, new) == [
+        'distributed: {"cuda_devices": [-1, -1]} -> null',
+        'trainer.callbacks: ["tensorboard"] -> ["tensorboard", "track_epoch"]',
+    ]

@@ -92,7 +92,17 @@ class CheckpointedState:
         self._epoch_validation = training_state.get("epoch_validation", {})
         self._best.load(self.device)
         set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
-        logger.info(
-            "resuming after %d epochs and %d batches", self._epochs_completed, training_state["batches_in_epoch"]
-        )
-        return training_state["batches_in_epoch"]
+        batches, workers = training_state["batches_in_epoch"], len(training_state["rng"])
+        logger.info("resuming after %d epochs and %d batches", self._epochs_completed, batches)
+        if batches and workers != self._dist.world_size:
+            # The checkpoint's workers each took `batches` of the epoch's batches, dealt out in turn: start after
+            # all of them (as near as the new number of workers allows).
+            batches, left = divmod(batches * workers, self._dist.world_size)
+            logger.warning(
+                "the checkpoint was written by %d worker(s), this run has %d: each starts the epoch at its batch %d%s",
+                workers,
+                self._dist.world_size,
+                batches,
+                f" ({left} batch(es) of it are trained again)" if left else "",
+            )
+        return batches

@@ -205,3 +205,26 @@ def test_a_two_worker_run_started_by_torchrun(tmp_path):
     metrics = json.loads((directory / "metrics.json").read_text())
     assert metrics["training_epochs"] == 2 and metrics["test_accuracy"] >= 0.9
     assert {"out_worker0.log", "out_worker1.log"} <= {p.name for p in directory.iterdir()}
+
+
+def test_a_two_worker_run_killed_mid_epoch_continues_in_one_process(tmp_path):
+    # Checkpoints every 2 batches and none at epoch ends: the newest is in the middle of an epoch, 2 batches into
+    # it for each worker, so 4 of the epoch's 50 batches are trained; one process starts the epoch at its batch 4.
+    checkpointer = {"save_every_num_batches": 2, "save_completed_epochs": False}
+    changes = {"trainer.num_epochs": 6, "trainer.checkpointer": checkpointer, "evaluate_on_test": False}
+    directory = tmp_path / "moved"
+    process = start_until_epoch_2(directory, overrides(**changes, **TWO_WORKERS))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=120)
+    one_process = overrides(**changes, distributed=None)
+    result = run_cli("train", CONFIG, "-s", str(directory), "-o", one_process, "--recover")
+    assert result.returncode == 0, result.stderr
+    assert "--recover: the distributed block changed" in result.stderr and "bit-exactly" in result.stderr
+    assert "the checkpoint was written by 2 worker(s), this run has 1: each starts the epoch at its batch" in (
+        result.stderr
+    )
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["training_start_epoch"] + metrics["training_epochs"] == 6 and metrics["epoch"] == 5
+    assert metrics["best_validation_accuracy"] > 0.9
+    # The config it continued with is the one recorded now: a later --recover in one process is the same run.
+    assert json.loads((directory / "config.json").read_text())["distributed"] is None
