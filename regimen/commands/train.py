@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from regimen.commands.subcommand import Subcommand, add_common_arguments
-from regimen.registry import Params
+from regimen.registry import ConfigurationError, Params
 from regimen.registry.params import ordered
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class Train(Subcommand):
             logger.warning("%s; continue with: regimen train %s -s %s --recover", stop, args.param_path, directory)
             return stop.exit_code
         except Exception as error:
-            if hasattr(error, "regimen_where"):  # a crash while training: where, then its traceback (and out.log)
+            crash = hasattr(error, "regimen_where") and not isinstance(error, ConfigurationError)
+            if crash:  # a crash while training: where, then its traceback (and out.log)
                 logger.error(
                     "the run failed at %s with %s (its traceback follows); once fixed, continue it from its last "
                     "checkpoint with: regimen train %s -s %s --recover",

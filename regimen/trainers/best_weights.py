@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,8 @@ import torch
 
 from regimen.trainers.atomic_files import BackgroundWriter, saving
 from regimen.trainers.checkpointer import BEST_NAME, Checkpointer
+
+logger = logging.getLogger(__name__)
 
 
 class BestWeights:
@@ -60,16 +63,49 @@ class BestWeights:
             return model_state
         return kept
 
-    def load(self, device: torch.device) -> None:
-        """Read back ``best.th`` (when resuming a run), if it exists."""
-        if self._path is not None and self._path.is_file():
+    def load(self, device: torch.device, fallback: Path | None = None) -> None:
+        """Read back ``best.th`` (when resuming a run), if it exists. One that cannot be read is logged, moved aside
+        to ``best.th.corrupt`` (so no archive takes it) and rebuilt from ``fallback``, the checkpoint of the best
+        epoch's end, where that loads; otherwise the best weights so far are lost, and the next best validation
+        writes best.th again."""
+        if self._path is None or not self._path.is_file():
+            return
+        self._step = None
+        try:
             self._state = torch.load(self._path, map_location=device, weights_only=True)
-            self._step = None
+            return
+        except Exception as error:
+            problem = f"{type(error).__name__}: {error}"
+        if self._writes:
+            self._path.replace(self._path.with_name(BEST_NAME + ".corrupt"))
+        rebuilt = _load_or_none(fallback, device)
+        if rebuilt is None:
+            logger.error(
+                "cannot load %s (%s): moved aside to %s; the best weights so far are lost, and best.th is written "
+                "again at the next best validation (without one, the final weights are archived)",
+                self._path, problem, BEST_NAME + ".corrupt",
+            )  # fmt: skip
+            return
+        logger.error(
+            "cannot load %s (%s): rebuilt from %s, the checkpoint of the best epoch", self._path, problem, fallback
+        )
+        self._state = rebuilt
+        if self._writes:
+            self._writer.write(self._path, saving(rebuilt))
 
     def restore(self, model: torch.nn.Module) -> None:
         """Put the best weights back into ``model`` (nothing if there was no validation)."""
         if self._state is not None:
             model.load_state_dict(self._state)
+
+
+def _load_or_none(path: Path | None, device: torch.device) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception:
+        return None
 
 
 def _same_values(state: Mapping[str, Any], other: Mapping[str, Any]) -> bool:

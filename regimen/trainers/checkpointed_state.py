@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from regimen.trainers.loss_totals import restore_running_sums, running_sums
@@ -90,7 +91,10 @@ class CheckpointedState:
         restore_running_sums(training_state, self._totals, self.model, self._primary)
         self._last_metrics = training_state["last_metrics"]
         self._epoch_validation = training_state.get("epoch_validation", {})
-        self._best.load(self.device)
+        best = self._metric_tracker.best_epoch  # best.th holds the weights saved at that epoch's end
+        directory = self._serialization_dir
+        fallback = None if best is None or directory is None else Path(directory) / f"model_state_e{best + 1}_b0.th"
+        self._best.load(self.device, fallback)
         set_rng_state(worker_rng_state(training_state["rng"], self._dist.rank))
         batches, workers = training_state["batches_in_epoch"], len(training_state["rng"])
         logger.info("resuming after %d epochs and %d batches", self._epochs_completed, batches)

@@ -319,8 +319,8 @@ class Checkpointer(Registrable):
         """``(model state, training state)`` of the newest checkpoint that loads, on the CPU; None if there is none.
 
         A checkpoint that fails to load (truncated, corrupt, or holding objects other than tensors and plain
-        containers) is logged as an error and the next older one is tried. Raises RuntimeError when checkpoints
-        exist and none of them loads.
+        containers) is logged as an error and the next older one is tried. Raises ConfigurationError (the
+        command's exit status 2, no traceback) when checkpoints exist and none of them loads.
         """
         checkpoints, _ = self._scan()
         failures: list[str] = []
@@ -343,9 +343,10 @@ class Checkpointer(Registrable):
                 return states[0], states[1]
         if failures:
             listed = "\n  ".join(failures)
-            raise RuntimeError(
-                f"none of the {len(failures)} checkpoints in {self._serialization_dir} can be loaded:\n  {listed}\n"
-                "move them away to start training afresh, or use a different serialization directory"
+            raise ConfigurationError(
+                f"--recover: none of the {len(failures)} checkpoints in {self._serialization_dir} can be loaded:\n"
+                f"  {listed}\nmove them away to start training afresh, use --force to start the run over, or "
+                "choose another serialization directory"
             )
         return None
 

@@ -299,7 +299,7 @@ def test_when_no_checkpoint_loads_restoring_raises_naming_them(tmp_path, caplog)
     save(checkpointer, (1, 0), (2, 0))
     for name in ("model_state_e1_b0.th", "training_state_e2_b0.th"):
         (tmp_path / name).write_bytes(b"not a checkpoint")
-    with caplog.at_level(logging.ERROR, logger=LOGGER), pytest.raises(RuntimeError) as error:
+    with caplog.at_level(logging.ERROR, logger=LOGGER), pytest.raises(ConfigurationError) as error:
         checkpointer.load_checkpoint()
     message = str(error.value)
     assert "none of the 2 checkpoints" in message
