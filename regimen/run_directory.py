@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import platform
 import shutil
@@ -158,6 +159,31 @@ def _set_outcome(directory: Path, outcome: dict[str, Any]) -> None:
     write_json_atomically(meta_path, meta)
 
 
+class EarlyRecords(logging.handlers.BufferingHandler):
+    """Keeps the log records of a command from its first line until its run's ``out.log`` exists (see
+    `early_records`); `logging_to` writes them there first."""
+
+    def shouldFlush(self, record: logging.LogRecord) -> bool:
+        return False  # kept until out.log takes them (the first 100,000 at most)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.buffer) < 100_000:
+            self.buffer.append(record)
+
+
+@contextmanager
+def early_records() -> Iterator[None]:
+    """While open, the root logger's records are kept for the out.log of a run that has no directory yet."""
+    handler = EarlyRecords(capacity=0)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
     """Copy every log record to ``path`` (appending) while the context is open. An exception leaving the context
@@ -166,6 +192,11 @@ def logging_to(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for early in [h for h in root.handlers if isinstance(h, EarlyRecords)]:  # the command's lines before this
+        for record in early.buffer:
+            handler.handle(record)
+        early.buffer.clear()
+        root.removeHandler(early)
     root.addHandler(handler)
     try:
         yield

@@ -35,6 +35,13 @@ class Train(Subcommand):
     def run(args: argparse.Namespace, ext_vars: dict[str, str] | None = None) -> int:
         """Train as the arguments say; ``ext_vars`` are external variables of the experiment besides the
         environment's (``regimen retrain`` passes a study's best values)."""
+        from regimen.run_directory import early_records
+
+        with early_records():  # out.log gets every line from here on, also those before its directory exists
+            return Train._run(args, ext_vars)
+
+    @staticmethod
+    def _run(args: argparse.Namespace, ext_vars: dict[str, str] | None) -> int:
         from regimen.experiment import check_experiment, run_experiment
         from regimen.trainers.preemption import TrainingPreempted
         from regimen.trainers.progress import FILE_FRIENDLY_VARIABLE

@@ -48,3 +48,5 @@ def test_a_crash_says_where_first_keeps_its_traceback_and_lands_in_out_log(tmp_p
     assert "RuntimeError: shapes do not match: a bug in my model" in result.stderr
     log = (tmp_path / "run" / "out.log").read_text()
     assert f"the run failed at epoch 0, batch {batch} of {split}: shapes do not match" in log and "Traceback" in log
+    # out.log starts with the command's first lines, logged before the run's directory existed.
+    assert log.splitlines()[0].endswith("read 400 instances from fixtures/data/blobs/train.csv")
