@@ -44,12 +44,13 @@ OPTIMIZER = {
 ROUTES = {"default": "discriminator", "generator": "generator"}
 
 
-def gan_trainer(**config) -> Trainer:
+def gan_trainer(serialization_dir: str | None = None, **config) -> Trainer:
     torch.manual_seed(0)
     return Trainer.from_params(
         Params({"progress_bar": False, "cuda_device": -1, "optimizer": OPTIMIZER, **config}, "trainer"),
         model=TinyGan(),
         data_loader=blobs(32, seed=1, batch_size=8),
+        serialization_dir=serialization_dir,
     )
 
 
@@ -128,3 +129,23 @@ def test_a_mapping_must_name_every_optimizer_of_a_multi_optimizer():
             model=TinyGan(),
             data_loader=blobs(32, seed=1, batch_size=8),
         )
+
+
+def test_routed_losses_train_under_float16_amp_and_resume_exactly(tmp_path):
+    """AMP: each loss is scaled and backpropagated into its own optimizer's parameters; resume: a run stopped after
+    one epoch and resumed ends with the weights of a run that never stopped."""
+    amp = {"optimizer_losses": ROUTES, "use_amp": True, "amp_dtype": "float16"}
+    trainer = gan_trainer(num_epochs=1, **amp)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = [name for name, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[name])]
+    assert sorted(moved) == sorted(before)  # both networks stepped, each on its own loss, through the scaler
+
+    straight = gan_trainer(num_epochs=2, optimizer_losses=ROUTES)
+    straight.train()
+    first = gan_trainer(num_epochs=1, optimizer_losses=ROUTES, serialization_dir=str(tmp_path))
+    first.train()
+    resumed = gan_trainer(num_epochs=2, optimizer_losses=ROUTES, serialization_dir=str(tmp_path))
+    resumed.train()
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
