@@ -320,7 +320,7 @@ def test_loading_refuses_pickled_objects_instead_of_running_them(tmp_path, caplo
     only = build(tmp_path / "alone")
     save(only, (1, 0))
     torch.save({"step": RunsCodeWhenUnpickled(marker)}, tmp_path / "alone" / "training_state_e1_b0.th")
-    with pytest.raises(RuntimeError, match=r"training_state_e1_b0\.th"):
+    with pytest.raises(ConfigurationError, match=r"training_state_e1_b0\.th"):
         only.load_checkpoint()
     assert not marker.exists()
 
