@@ -43,9 +43,14 @@ def check_run_directory(directory: Path, params: Params, recover: bool, force: b
         raise ConfigurationError(f"serialization directory {directory} is a file")
     if recover:
         if not (directory / CONFIG_NAME).is_file():
+            if exists and any(directory.iterdir()):  # leaving out --recover would be refused too: say what works
+                raise ConfigurationError(
+                    f"--recover: {directory} is not empty but holds no {CONFIG_NAME}, so it is no run to recover: "
+                    "use --force to replace it with a new run, or choose another directory"
+                )
             raise ConfigurationError(
-                f"--recover: {directory} holds no {CONFIG_NAME}, so there is no run to recover; "
-                "leave out --recover to start one"
+                f"--recover: {directory} {'is empty' if exists else 'does not exist'}, so there is no run to "
+                "recover; leave out --recover to start one"
             )
         previous = Params.from_file(directory / CONFIG_NAME).as_dict()
         current = params.as_dict()

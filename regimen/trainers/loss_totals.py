@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -9,6 +10,8 @@ import torch
 
 from regimen.models import Model
 from regimen.trainers.distributed import Distributed
+
+logger = logging.getLogger(__name__)
 
 
 class LossTotals:
@@ -59,11 +62,34 @@ class LossTotals:
     ) -> dict[str, float]:
         """Mean loss per batch and the model's metrics, prefixed. With ``distributed`` (and ``reset``), the
         model's ``metric_state()`` tensors are first summed over the workers, so its metrics are the whole data's."""
-        if distributed is not None and distributed.world_size > 1 and reset:
-            distributed.all_reduce_sum_(model.metric_state())
+        reduces = distributed is not None and distributed.world_size > 1 and reset
+        state = model.metric_state()
+        if reduces and state:
+            distributed.all_reduce_sum_(state)
         values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
-        values.update({f"{prefix}{name}": value for name, value in model.get_metrics(reset=reset).items()})
+        metrics = model.get_metrics(reset=reset)
+        if reduces and not state:
+            _warn_if_unreduced(model, metrics, distributed)
+        values.update({f"{prefix}{name}": value for name, value in metrics.items()})
         return values
+
+
+def _warn_if_unreduced(model: Model, metrics: dict[str, float], distributed: Distributed) -> None:
+    """Warn once when a model's metrics, with no ``metric_state()`` to sum, differ across the workers: each worker
+    counted only its share of the data, and the primary's share is what gets reported. (Every worker calls this.)"""
+    gathered = distributed.gather_objects(metrics)
+    if not gathered or getattr(model, "_regimen_warned_unreduced", False):
+        return
+    differing = sorted(name for name in gathered[0] if len({repr(worker.get(name)) for worker in gathered}) > 1)
+    if differing:
+        model._regimen_warned_unreduced = True  # type: ignore[attr-defined]
+        shown = ", ".join(f"{name}: {[worker.get(name) for worker in gathered]}" for name in differing[:3])
+        logger.warning(
+            "%s's metrics differ across the %d workers (%s) and nothing reduces them: the primary's share of the "
+            "data is reported. Keep the metric's counts in tensors that metric_state() returns, and they are "
+            "summed over the workers",
+            type(model).__name__, len(gathered), shown,
+        )  # fmt: skip
 
 
 def running_sums(totals: LossTotals, model: Model, distributed: Distributed | None = None) -> dict[str, Any]:

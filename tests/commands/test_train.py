@@ -95,8 +95,22 @@ def test_recover_refuses_a_changed_config_listing_each_changed_key(finished_run)
 
 def test_recover_without_a_run_to_recover_says_so(tmp_path):
     result = run_cli("train", CONFIG, "-s", str(tmp_path / "nothing"), "--recover")
-    assert result.returncode == 2 and "holds no config.json, so there is no run to recover" in result.stderr
+    assert result.returncode == 2 and "does not exist, so there is no run to recover" in result.stderr
+    assert "leave out --recover to start one" in result.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_recover_on_a_directory_that_is_no_run_gives_advice_that_works(tmp_path):
+    """Leaving out --recover would be refused (the directory is not empty), so the advice is --force."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a run")
+    result = run_cli("train", CONFIG, "-s", str(other), "--recover")
+    assert result.returncode == 2 and "is not empty but holds no config.json, so it is no run to recover" in (
+        result.stderr
+    )
+    assert "use --force to replace it" in result.stderr and "leave out --recover" not in result.stderr
+    assert [path.name for path in other.iterdir()] == ["notes.txt"]
 
 
 def test_raising_num_epochs_on_recover_continues_a_finished_run(tmp_path, finished_run):

@@ -228,3 +228,50 @@ def test_a_two_worker_run_killed_mid_epoch_continues_in_one_process(tmp_path):
     assert metrics["best_validation_accuracy"] > 0.9
     # The config it continued with is the one recorded now: a later --recover in one process is the same run.
     assert json.loads((directory / "config.json").read_text())["distributed"] is None
+
+
+PLAIN_COUNTS = '''
+import torch
+
+from regimen.models import MlpClassifier, Model
+
+
+@Model.register("plain_counts")
+class PlainCounts(MlpClassifier):
+    """Keeps its accuracy counts in Python numbers, which nothing can sum over the workers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.right = self.seen = 0
+
+    def metric_state(self):
+        return []
+
+    def forward(self, features, label=None):
+        output = super().forward(features, label)
+        if label is not None:
+            self.right += int((output["probs"].argmax(-1) == label).sum())
+            self.seen += len(label)
+        return output
+
+    def get_metrics(self, reset=False):
+        metrics = {"plain_accuracy": self.right / max(self.seen, 1)}
+        if reset:
+            self.right = self.seen = 0
+        return metrics
+'''
+
+
+def test_metrics_that_nothing_reduces_across_workers_are_warned_about_once(tmp_path):
+    (tmp_path / "plain_counts.py").write_text(PLAIN_COUNTS)
+    model = {"type": "plain_counts", "input_dim": 4, "hidden_dims": [8], "num_classes": 2}
+    changes = overrides(
+        **{"model": model, "trainer.num_epochs": 2, "trainer.validation_metric": "+plain_accuracy", **TWO_WORKERS}
+    )
+    result = run_cli(
+        "train", CONFIG, "-s", str(tmp_path / "run"), "-o", changes, "--include-package", "plain_counts",
+        env={"PYTHONPATH": f"{ROOT}:{tmp_path}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    warning = "PlainCounts's metrics differ across the 2 workers (plain_accuracy: ["
+    assert result.stderr.count(warning) == 1 and "metric_state()" in result.stderr
