@@ -9,7 +9,7 @@ from typing import Any
 
 from regimen.registry import ConfigurationError
 from regimen.registry.errors import unknown_name_message
-from regimen.tuning.study import STUDY_FILE, default_storage
+from regimen.tuning.study import STUDY_FILE, default_storage, open_storage
 
 
 def resolve_storage(storage: str) -> str:
@@ -33,10 +33,8 @@ def load_study(storage: str, study_name: str | None) -> Any:
     url = resolve_storage(storage)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ConfigurationError(f"no study database at {url}", "--storage")  # SQLAlchemy would create an empty one
-    try:
-        names = [summary.study_name for summary in optuna.get_all_study_summaries(url)]
-    except Exception as error:  # SQLAlchemy's errors for a bad URL, a missing driver, a server that is down
-        raise ConfigurationError(f"cannot open the study storage {url}: {error}", "--storage") from None
+    storage_object = open_storage(url)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage_object)]
     if study_name is None:
         if len(names) != 1:
             raise ConfigurationError(
@@ -45,7 +43,7 @@ def load_study(storage: str, study_name: str | None) -> Any:
         study_name = names[0]
     if study_name not in names:
         raise ConfigurationError(unknown_name_message("study name", study_name, names), "--study-name")
-    return optuna.load_study(study_name=study_name, storage=url)
+    return optuna.load_study(study_name=study_name, storage=storage_object)
 
 
 def best_values(study: Any) -> dict[str, Any]:

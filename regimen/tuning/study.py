@@ -149,7 +149,7 @@ def check_tuning(options: TuneOptions) -> tuple[list[Hyperparameter], dict[str, 
 def _open_study(options: TuneOptions, storage: str, name: str, optuna_config: dict[str, Any]) -> Any:
     import optuna
 
-    storage_object = _open_storage(storage)
+    storage_object = open_storage(storage)
     existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage_object)}
     if name in existing and not options.skip_if_exists:
         raise ConfigurationError(
@@ -173,7 +173,7 @@ def _open_study(options: TuneOptions, storage: str, name: str, optuna_config: di
     return study
 
 
-def _open_storage(url: str, attempts: int = 20) -> Any:
+def open_storage(url: str, attempts: int = 20) -> Any:
     """Optuna's storage at ``url``. Processes that start a study together race to create its tables; the one that
     loses gets an SQLAlchemy integrity or operational error and tries again once the winner is done."""
     import optuna
