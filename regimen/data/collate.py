@@ -254,3 +254,14 @@ class IndexedBatch(dict):
 def collate_numbered(numbered: list[tuple[int, dict[str, Any]]]) -> IndexedBatch:
     """``collate`` for ``(file position, instance)`` pairs: the batch, and where each of its instances came from."""
     return IndexedBatch(collate([instance for _, instance in numbered]), [index for index, _ in numbered])
+
+
+def batch_size(batch: Any) -> int | None:
+    """The number of instances in a collated batch: the first dimension of its first tensor (or the length of its
+    first list); None where the batch holds neither."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.shape[0]
+        if isinstance(value, list):
+            return len(value)
+    return None

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import torch
 
+from regimen.data.collate import batch_size
 from regimen.models import Model
 from regimen.trainers.loss_totals import LossTotals
 
@@ -22,7 +23,7 @@ def evaluate(
     device: torch.device,
     predictions_output_file: str | Path | None = None,
 ) -> dict[str, float]:
-    """The model's mean batch loss (when the data has labels) and its metrics over ``batches``, in eval mode.
+    """The model's loss per instance (when the data has labels) and its metrics over ``batches``, in eval mode.
 
     With ``predictions_output_file``, one JSON object per instance is written there: each output whose first
     dimension is the batch size, as a list (scalars such as the batch loss are left out).
@@ -35,9 +36,9 @@ def evaluate(
         with torch.inference_mode():
             for batch in batches:
                 output = sum_named_losses(dict(model(**move_to_device(batch, device))), model)
-                totals.add(output)
+                totals.add(output, batch)
                 if file is not None:
-                    for instance in _per_instance(output, _batch_size(batch)):
+                    for instance in _per_instance(output, batch_size(batch)):
                         file.write(json.dumps(instance) + "\n")
     finally:
         if file is not None:
@@ -70,15 +71,6 @@ def sum_named_losses(output: dict[str, Any], model: Any = None) -> dict[str, Any
         output["named_losses"] = named
         output["loss"] = sum(named.values())
     return output
-
-
-def _batch_size(batch: dict[str, Any]) -> int | None:
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return value.shape[0]
-        if isinstance(value, list):
-            return len(value)
-    return None
 
 
 def _per_instance(output: dict[str, Any], batch_size: int | None) -> list[dict[str, Any]]:

@@ -403,7 +403,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
     def _forward_backward(self, batch: dict[str, Any], totals: LossTotals, group_size: int) -> dict[str, Any]:
         """One training batch: forward, add its losses to the totals, backward its share of the step's loss."""
         output = self._run_batch(batch, for_training=True)
-        totals.add(output)
+        totals.add(output, batch)
         loss = output["loss"] / group_size if group_size > 1 else output["loss"]
         # A callback may do the backward pass itself (AllenNLP's on_backward); it sees the batch's share of the loss.
         if not (
@@ -518,7 +518,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
                 self._at = (split, epoch, number - 1)
                 self._hooks("on_batch_start", self, [batch], epoch, number, False, split=split)
                 output = self._run_batch(batch, for_training=False)
-                totals.add(output)
+                totals.add(output, batch)
                 batch_metrics = RunningMetrics(totals, "", self.model)
                 bar.update(1, batch_metrics)
                 self._hooks(

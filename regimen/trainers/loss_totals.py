@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from regimen.data.collate import batch_size
 from regimen.models import Model
 from regimen.trainers.distributed import Distributed
 
@@ -15,58 +16,72 @@ logger = logging.getLogger(__name__)
 
 
 class LossTotals:
-    """Sums of the losses over an epoch or a validation, kept as tensors so no step waits on the device."""
+    """Sums of the losses over an epoch or a validation, kept as tensors so no step waits on the device.
+
+    Each batch's losses count once per instance in it, so the mean is per instance, whatever the batches' sizes:
+    a final short batch weighs what its instances do, and ``regimen evaluate`` with another batch size gives the
+    same loss. The instances are the model's ``batch_size`` output where it returns one (an int: a model whose
+    loss is a mean over tokens may report its tokens), else the batch's first dimension; a batch with neither
+    counts as one.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.batches = 0
+        self.instances = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": dict(self.sums), "batches": self.batches}
+        return {"sums": dict(self.sums), "batches": self.batches, "instances": self.instances}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A checkpoint from before losses were weighted by instances: its sums are of batch means.
         self.sums, self.batches = dict(state["sums"]), state["batches"]
+        self.instances = state.get("instances", self.batches)
 
-    def add(self, output: dict[str, Any]) -> None:
+    def add(self, output: dict[str, Any], batch: Mapping[str, Any]) -> None:
         self.batches += 1
         loss = output.get("loss")
         if loss is None:
             return
-        self._add("loss", loss)
+        reported = output.get("batch_size")
+        weight = int(reported) if reported is not None else (batch_size(batch) or 1)
+        self.instances += weight
+        self._add("loss", loss, weight)
         if "reg_loss" in output:
-            self._add("reg_loss", output["reg_loss"])
+            self._add("reg_loss", output["reg_loss"], weight)
         for name, value in output.get("named_losses", {}).items():
-            self._add(f"loss_{name}", value)
+            self._add(f"loss_{name}", value, weight)
 
-    def _add(self, name: str, value: torch.Tensor) -> None:
+    def _add(self, name: str, value: torch.Tensor, weight: int) -> None:
         total = self.sums.get(name)
         if total is None:
-            self.sums[name] = value.detach().float().clone()  # the one allocation; later batches add in place
+            self.sums[name] = value.detach().float() * weight  # the one allocation; later batches add in place
         else:
-            total.add_(value.detach())
+            total.add_(value.detach(), alpha=weight)
 
     def reduced(self, distributed: Distributed) -> LossTotals:
         """The totals over every worker of a distributed run (a copy; this one is unchanged): one collective."""
         if distributed.world_size == 1:
             return self
         names = sorted(self.sums)
-        tensors = [self.sums[name].clone() for name in names] + [torch.tensor(float(self.batches))]
+        counts = torch.tensor([float(self.batches), float(self.instances)])
+        tensors = [self.sums[name].clone() for name in names] + [counts]
         distributed.all_reduce_sum_(tensors)
         total = LossTotals()
         total.sums = dict(zip(names, tensors[:-1]))
-        total.batches = round(float(tensors[-1]))
+        total.batches, total.instances = (round(float(count)) for count in tensors[-1])
         return total
 
     def metrics(
         self, prefix: str, model: Model, reset: bool, distributed: Distributed | None = None
     ) -> dict[str, float]:
-        """Mean loss per batch and the model's metrics, prefixed. With ``distributed`` (and ``reset``), the
+        """The losses per instance and the model's metrics, prefixed. With ``distributed`` (and ``reset``), the
         model's ``metric_state()`` tensors are first summed over the workers, so its metrics are the whole data's."""
         reduces = distributed is not None and distributed.world_size > 1 and reset
         state = model.metric_state()
         if reduces and state:
             distributed.all_reduce_sum_(state)
-        values = {f"{prefix}{name}": float(total) / max(self.batches, 1) for name, total in self.sums.items()}
+        values = {f"{prefix}{name}": float(total) / max(self.instances, 1) for name, total in self.sums.items()}
         metrics = model.get_metrics(reset=reset)
         if reduces and not state:
             _warn_if_unreduced(model, metrics, distributed)

@@ -137,11 +137,34 @@ def start_until_epoch_2(directory: Path, changes: str) -> subprocess.Popen:
     return process
 
 
+EIGHT_EPOCHS = {"trainer.num_epochs": 8}
+
+
+@pytest.fixture(scope="module")
+def eight_epochs(tmp_path_factory) -> Path:
+    """An uninterrupted two-worker run of 8 epochs, for the interrupted ones to end equal to."""
+    directory = tmp_path_factory.mktemp("reference") / "run"
+    assert (
+        run_cli("train", CONFIG, "-s", str(directory), "-o", overrides(**EIGHT_EPOCHS, **TWO_WORKERS)).returncode == 0
+    )
+    return directory
+
+
+def assert_same_run(directory: Path, reference: Path) -> None:
+    """``directory`` (recovered at least once after epoch 2) ended with the metrics and weights of ``reference``."""
+    recovered = json.loads((directory / "metrics.json").read_text())
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert recovered["training_start_epoch"] >= 2
+    assert {k: v for k, v in recovered.items() if k not in VOLATILE} == {
+        k: v for k, v in expected.items() if k not in VOLATILE
+    }
+    final, reference_final = final_weights(directory), final_weights(reference)
+    assert all(torch.equal(final[name], reference_final[name]) for name in final)
+
+
 @pytest.mark.parametrize("to_whom", ["the whole job", "the launcher alone"])
-def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path, to_whom):
-    changes = overrides(**{"trainer.num_epochs": 8, **TWO_WORKERS})
-    reference = tmp_path / "reference"
-    assert run_cli("train", CONFIG, "-s", str(reference), "-o", changes).returncode == 0
+def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path, to_whom, eight_epochs):
+    changes = overrides(**EIGHT_EPOCHS, **TWO_WORKERS)
     directory = tmp_path / "interrupted"
     process = start_until_epoch_2(directory, changes)
     if to_whom == "the whole job":
@@ -154,14 +177,38 @@ def test_sigterm_stops_both_workers_with_exit_75_and_recovery_is_exact(tmp_path,
     assert not (directory / "metrics.json").exists()
     result = run_cli("train", CONFIG, "-s", str(directory), "-o", changes, "--recover")
     assert result.returncode == 0, result.stderr
-    recovered = json.loads((directory / "metrics.json").read_text())
-    expected = json.loads((reference / "metrics.json").read_text())
-    assert recovered["training_start_epoch"] >= 2
-    assert {k: v for k, v in recovered.items() if k not in VOLATILE} == {
-        k: v for k, v in expected.items() if k not in VOLATILE
-    }
-    final, reference_final = final_weights(directory), final_weights(reference)
-    assert all(torch.equal(final[name], reference_final[name]) for name in final)
+    assert_same_run(directory, eight_epochs)
+
+
+def torchrun(directory: Path, *arguments: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "regimen", "train", CONFIG, "-s", str(directory), *arguments,
+    ]  # fmt: skip
+
+
+def test_sigterm_to_torchrun_s_agent_reaches_each_worker_once_and_recovery_is_exact(tmp_path, eight_epochs):
+    # torchrun's agent passes SIGTERM (and SIGINT, SIGHUP, SIGQUIT) on to each worker's own session and gives them
+    # its shutdown timeout (30 s) to stop; a worker saves its checkpoint and exits 75 within it.
+    directory = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = torchrun(directory, "-o", overrides(**EIGHT_EPOCHS))
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(directory.glob("model_state_e2_*.th")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGTERM)  # the agent alone: its workers run in sessions of their own
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr
+    assert stderr.count("received SIGTERM: finishing the current optimizer step") == 2, stderr
+    assert "Unable to shutdown process" not in stderr  # neither worker needed torchrun's SIGKILL
+    assert not (directory / "metrics.json").exists()
+    recovered = subprocess.run(
+        torchrun(directory, "-o", overrides(**EIGHT_EPOCHS), "--recover"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stderr
+    assert_same_run(directory, eight_epochs)
 
 
 def test_a_run_killed_mid_epoch_recovers_with_every_worker_s_sums_for_that_epoch(tmp_path):
@@ -189,10 +236,7 @@ def test_a_run_killed_mid_epoch_recovers_with_every_worker_s_sums_for_that_epoch
 
 def test_a_two_worker_run_started_by_torchrun(tmp_path):
     directory = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "regimen", "train", CONFIG, "-s", str(directory), "-o", '{"trainer.num_epochs": 2}',
-    ]  # fmt: skip
+    command = torchrun(directory, "-o", '{"trainer.num_epochs": 2}')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from regimen.data.collate import batch_size as _instances
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,12 +31,7 @@ def batch_loss(outputs: Iterable[Mapping[str, Any]], key: str = "loss") -> float
 
 def batch_size(batch: Mapping[str, Any]) -> int:
     """The number of instances in a batch: the first dimension of its first tensor (or the length of a list)."""
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return value.shape[0]
-        if isinstance(value, list):
-            return len(value)
-    return 0
+    return _instances(batch) or 0
 
 
 def parameter_statistics(model: torch.nn.Module) -> dict[str, float]:
