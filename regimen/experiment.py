@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,10 @@ from regimen.trainers.distributed import (
     spawn_workers,
 )
 from regimen.trainers.evaluation import evaluate
-from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, SIGNALS, TrainingPreempted
+from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, SIGNALS, PreemptionWatcher, TrainingPreempted
 
 logger = logging.getLogger(__name__)
+AFTER_TRAINING = "training is over: finishing the test evaluation, metrics.json and the archive, then exiting"
 
 
 class DistributedConfig(FromParams):
@@ -375,6 +377,8 @@ def run_experiment(
             raise ConfigurationError(f"worker {failure.rank}: {failure.message.split(': ', 1)[-1]}") from None
         if failure.exit_code == PREEMPTION_EXIT_CODE:
             raise TrainingPreempted(0, checkpoint_saved=True) from None
+        if failure.exit_code is not None and -failure.exit_code in SIGNALS:  # before its watcher was up
+            raise TrainingPreempted(-failure.exit_code, checkpoint_saved=False, before_training=True) from None
         raise
     metrics_file = directory / METRICS_NAME
     return json.loads(metrics_file.read_text()) if node_rank == 0 and metrics_file.is_file() else {}
@@ -413,6 +417,8 @@ def _spawned_worker(
     with distributed:
         try:
             _run_worker(experiment, params, Path(directory), recover, force, distributed)
+            for number in SIGNALS:  # the run's files are written; a signal now must not kill a leaving worker
+                signal.signal(number, signal.SIG_IGN)
         except TrainingPreempted as stop:
             logger.warning("worker %d: %s", rank, stop)
             sys.exit(stop.exit_code)
@@ -428,7 +434,9 @@ def _run_worker(
         prepare_run_directory(directory, params, recover, force)
     distributed.barrier()  # the directory is ready (a --force replacement is done) before anyone resumes from it
     log_name = LOG_NAME if distributed.world_size == 1 else f"out_worker{distributed.rank}.log"
-    with logging_to(directory / log_name), outcome_recorded(directory, distributed.is_primary):
+    # A signal while the model is tested and archived (training is over) lets that finish: the run ends as usual.
+    finishing = PreemptionWatcher(then=AFTER_TRAINING)
+    with logging_to(directory / log_name), outcome_recorded(directory, distributed.is_primary), finishing:
         metrics = experiment.run()
         if distributed.is_primary:
             write_json_atomically(directory / METRICS_NAME, metrics)
@@ -436,7 +444,7 @@ def _run_worker(
             weights: Any = BEST_WEIGHTS_NAME if best.is_file() else experiment.model.state_dict()
             archive = archive_model(directory, weights, experiment.include_in_archive)
             logger.info("archived the model to %s", archive)
-    distributed.barrier()  # the workers leave together, once the run's files are written
+        distributed.barrier()  # the workers leave together, once the run's files are written
     return metrics if distributed.is_primary else {}
 
 

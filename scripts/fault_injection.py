@@ -1,17 +1,28 @@
-"""Fault injection: kill training with SIGKILL at random moments, recover, and check every trial ends
-bit-identical to an uninterrupted run and never meets a corrupt newest checkpoint.
+"""Fault injection: interrupt training at random moments, recover, and check every trial ends bit-identical to
+an uninterrupted run.
 
     python -m scripts.fault_injection 50            # 50 trials (default 10), each killed up to 3 times
     python -m scripts.fault_injection 50 --kills 5
+    python -m scripts.fault_injection 20 --launcher-signal
 
-The suite runs a small version (tests/trainers/test_fault_injection.py).
+By default a one-process run is killed with SIGKILL (no chance to save) and must never meet a corrupt newest
+checkpoint. With ``--launcher-signal``, ``regimen train`` runs two CPU workers and its launcher's PID alone gets
+SIGTERM (as Kubernetes signals a container's main process) at a random moment after the first checkpoint: each
+worker must be told at most once and stop with 75 (or, when the signal came once training was over, let the run
+finish: exit 0), and the run (recovered with ``--recover`` after 75) must end with the uninterrupted run's
+metrics, ``best.th`` and final weights.
+
+The suite runs small versions (tests/trainers/test_fault_injection.py, tests/commands/test_train_distributed.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,11 +148,114 @@ def identical(first: Path, second: Path) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
+EXPERIMENT = ROOT / "fixtures" / "experiments" / "blobs.jsonnet"
+TWO_WORKERS = json.dumps(
+    {
+        "trainer.num_epochs": 12,
+        "trainer.checkpointer": {"save_every_num_batches": 6},
+        "distributed": {"cuda_devices": [-1, -1]},
+    }
+)
+TOLD = "received SIGTERM: finishing the current optimizer step"  # what each worker logs when it is told to stop
+TOLD_LATE = "received SIGTERM: training is over"  # ... and when training was over, which lets the run finish
+# Keys of metrics.json that differ between a run and its recovered twin by design (times, where it resumed), and
+# the workers' peak memory (peak_worker_<rank>_memory_MB).
+VOLATILE = {"training_duration", "training_duration_this_run", "training_start_epoch", "training_epochs"}
+
+
+def start_cli(directory: Path, *arguments: str) -> subprocess.Popen:
+    """``regimen train`` on the two-worker experiment, in a session of its own (a signal to it reaches it alone)."""
+    command = [sys.executable, "-m", "regimen", "train", str(EXPERIMENT), "-s", str(directory), "-o", TWO_WORKERS]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [*command, *arguments], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def first_checkpoint(directory: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until ``directory`` holds a checkpoint (or the process ended)."""
+    deadline = time.monotonic() + timeout
+    while not list(directory.glob("model_state_*.th")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def finished_run(directory: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    """A finished run's non-volatile metrics and its weights: ``best.th`` and the last epoch's checkpoint."""
+    metrics = json.loads((directory / "metrics.json").read_text())
+    newest = max(directory.glob("model_state_e*_b0.th"), key=lambda path: int(path.name.split("_e")[1].split("_")[0]))
+    weights = {name: torch.load(directory / name, weights_only=True) for name in ("best.th", newest.name)}
+    kept = {key: value for key, value in metrics.items() if key not in VOLATILE and not key.startswith("peak_")}
+    return kept, weights
+
+
+def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def launcher_signal_trial(directory: Path, window: float, rng: random.Random) -> tuple[int, int, str]:
+    """SIGTERM to the launcher alone at a random moment of ``window`` seconds after the first checkpoint, then
+    ``--recover`` where it stopped with 75. Returns the exit status, how many workers logged the signal, and the
+    recovery's stderr (or the interrupted run's, where there was no recovery)."""
+    process = start_cli(directory)
+    first_checkpoint(directory, process)
+    time.sleep(rng.uniform(0, window))
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    told = stderr.count(TOLD) + stderr.count(TOLD_LATE)
+    if process.returncode != 75:
+        return process.returncode, told, stderr
+    recovered = start_cli(directory, "--recover")
+    _, recovery_stderr = recovered.communicate(timeout=600)
+    return (75 if recovered.returncode == 0 else recovered.returncode), told, recovery_stderr
+
+
+def launcher_signal_trials(root: Path, trials: int, rng: random.Random) -> int:
+    """Run ``trials`` launcher-signal trials against one uninterrupted reference; returns how many failed."""
+    reference = start_cli(root / "reference")
+    first_checkpoint(root / "reference", reference)
+    began = time.monotonic()
+    _, stderr = reference.communicate(timeout=600)
+    if reference.returncode != 0:
+        raise RuntimeError(f"the reference run failed:\n{stderr}")
+    window = time.monotonic() - began
+    expected_metrics, expected_weights = finished_run(root / "reference")
+    failures = 0
+    for number in range(trials):
+        directory = root / f"trial{number}"
+        status, told, stderr = launcher_signal_trial(directory, window, rng)
+        problems = []
+        if status not in (0, 75):
+            problems.append(f"exit {status}: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+        elif (status == 75 and told != 2) or told > 2:
+            problems.append(f"{told} workers logged the signal (expected 2)")
+        else:
+            metrics, weights = finished_run(directory)
+            if metrics != expected_metrics:
+                changed = sorted(
+                    key for key in {*metrics, *expected_metrics} if metrics.get(key) != expected_metrics.get(key)
+                )
+                problems.append(f"metrics differ: {', '.join(changed)}")
+            problems += [
+                f"{name} differs" for name in weights if not same_weights(weights[name], expected_weights.get(name, {}))
+            ]
+        failures += bool(problems)
+        how = "stopped with 75 and recovered" if status == 75 else f"exit {status}"
+        if status == 0:
+            how += " (the signal came after training)" if told else " (the signal came as the workers left)"
+        print(f"trial {number}: {how}, {told} workers told; {'; '.join(problems) or 'identical'}", flush=True)
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trials", type=int, nargs="?", default=10)
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per trial before it may finish")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--launcher-signal", action="store_true", help="SIGTERM the launcher of a two-worker run instead of SIGKILL"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("DIR", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -150,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
+        if args.launcher_signal:
+            failures = launcher_signal_trials(root, args.trials, rng)
+            print(f"{args.trials - failures} passed, {failures} failed")
+            return 1 if failures else 0
         write_data(root)
         duration = reference_run(root / "reference", root)
         failures = 0

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 from regimen.commands.subcommand import Subcommand, add_common_arguments
@@ -43,7 +44,8 @@ class Train(Subcommand):
     @staticmethod
     def _run(args: argparse.Namespace, ext_vars: dict[str, str] | None) -> int:
         from regimen.experiment import check_experiment, run_experiment
-        from regimen.trainers.preemption import TrainingPreempted
+        from regimen.models.archival import CONFIG_NAME
+        from regimen.trainers.preemption import SIGNALS, TrainingPreempted
         from regimen.trainers.progress import FILE_FRIENDLY_VARIABLE
 
         params = Params.from_file(args.param_path, args.overrides, ext_vars)
@@ -61,7 +63,9 @@ class Train(Subcommand):
         try:
             metrics = run_experiment(experiment, params, directory, args.recover, args.force, args.node_rank)
         except TrainingPreempted as stop:
-            logger.warning("%s; continue with: regimen train %s -s %s --recover", stop, args.param_path, directory)
+            again = "--recover" if (directory / CONFIG_NAME).is_file() else ""  # whether the run was started
+            advice = f"regimen train {args.param_path} -s {directory} {again}".strip()
+            logger.warning("%s; %s with: %s", stop, "continue" if again else "start it again", advice)
             return stop.exit_code
         except Exception as error:
             crash = hasattr(error, "regimen_where") and not isinstance(error, ConfigurationError)
@@ -72,6 +76,8 @@ class Train(Subcommand):
                     error.regimen_where, type(error).__name__, args.param_path, directory,
                 )  # fmt: skip
             raise
+        for number in SIGNALS:  # the run is finished: a signal while the command exits must not make it a kill
+            signal.signal(number, signal.SIG_IGN)
         if metrics:  # the other machines of a multi-node run have none
             print(json.dumps(metrics, indent=4))
         return 0

@@ -313,3 +313,46 @@ def test_metrics_that_nothing_reduces_across_workers_are_warned_about_once(tmp_p
     assert result.returncode == 0, result.stderr
     warning = "PlainCounts's metrics differ across the 2 workers (plain_accuracy: ["
     assert result.stderr.count(warning) == 1 and "metric_state()" in result.stderr
+
+
+SLOW_READER = """
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from regimen.data import CsvReader, DatasetReader
+
+
+@DatasetReader.register("slow_csv")
+class SlowCsv(CsvReader):
+    def _read(self, path):
+        if torch.distributed.is_initialized():  # in a worker, not in the launcher checking the config
+            Path(os.environ["READING_MARKER"]).touch()
+            time.sleep(5)
+        yield from super()._read(path)
+"""
+
+
+def test_sigterm_to_the_launcher_while_the_workers_read_their_data_is_a_clean_stop(tmp_path):
+    # No watcher is up before training: each worker dies of the signal the launcher passes on, which the launcher
+    # reports as the stop it is (exit 75, no traceback), with advice that fits a run that never started.
+    (tmp_path / "slow_reader.py").write_text(SLOW_READER)
+    marker, directory = tmp_path / "reading", tmp_path / "run"
+    command = [
+        sys.executable, "-m", "regimen", "train", CONFIG, "-s", str(directory), "--include-package", "slow_reader",
+        "-o", overrides(**TWO_WORKERS, **{"dataset_reader.type": "slow_csv"}),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}", "OMP_NUM_THREADS": "1", "READING_MARKER": str(marker)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 75, stderr
+    assert "stopped on SIGTERM before training started; nothing was saved" in stderr
+    assert f"start it again with: regimen train {CONFIG} -s {directory}\n" in stderr
+    assert "Traceback" not in stderr
+    assert not directory.exists()

@@ -121,3 +121,22 @@ def test_the_same_signal_delivered_twice_at_once_is_one_request():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)  # the handlers run here, in the main thread
         assert watcher.requested and watcher.signal_number == signal.SIGTERM
+
+
+def test_a_watcher_opened_inside_another_shares_its_request_and_leaves_its_handlers_alone():
+    """The command's watcher (around training and what follows) and the trainer's (around the loop) are one
+    request: a signal before the loop is seen by it, and one after it is still noted, not a kill."""
+    from regimen.trainers.preemption import PreemptionWatcher
+
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionWatcher(then="finishing the run") as outer:
+        installed = signal.getsignal(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        with PreemptionWatcher() as inner:
+            assert signal.getsignal(signal.SIGTERM) is installed  # the outer one's handler stays
+            assert inner.requested and inner.signal_number == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is installed and outer.requested
+    assert signal.getsignal(signal.SIGTERM) is before  # the process's own handler is back
+    with PreemptionWatcher() as fresh:
+        assert not fresh.requested  # a new outermost watcher starts without the old request
