@@ -11,6 +11,7 @@ import traceback
 from regimen.commands import (  # noqa: F401  (each registers its command)
     best_params,
     evaluate,
+    list_components,
     print_config,
     print_results,
     retrain,
