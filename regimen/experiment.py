@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,13 @@ from regimen.trainers.distributed import (
     spawn_workers,
 )
 from regimen.trainers.evaluation import evaluate
-from regimen.trainers.preemption import PREEMPTION_EXIT_CODE, SIGNALS, PreemptionWatcher, TrainingPreempted
+from regimen.trainers.preemption import (
+    PREEMPTION_EXIT_CODE,
+    SIGNALS,
+    PreemptionWatcher,
+    TrainingPreempted,
+    ignore_stop_signals,
+)
 
 logger = logging.getLogger(__name__)
 AFTER_TRAINING = "training is over: finishing the test evaluation, metrics.json and the archive, then exiting"
@@ -417,8 +422,7 @@ def _spawned_worker(
     with distributed:
         try:
             _run_worker(experiment, params, Path(directory), recover, force, distributed)
-            for number in SIGNALS:  # the run's files are written; a signal now must not kill a leaving worker
-                signal.signal(number, signal.SIG_IGN)
+            ignore_stop_signals()  # the run's files are written; this worker only leaves
         except TrainingPreempted as stop:
             logger.warning("worker %d: %s", rank, stop)
             sys.exit(stop.exit_code)

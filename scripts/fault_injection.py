@@ -144,8 +144,11 @@ def trial(directory: Path, data: Path, duration: float, kills: int, rng: random.
 
 
 def identical(first: Path, second: Path) -> bool:
-    a, b = torch.load(first, weights_only=True), torch.load(second, weights_only=True)
-    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    return same_weights(torch.load(first, weights_only=True), torch.load(second, weights_only=True))
+
+
+def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
 
 
 EXPERIMENT = ROOT / "fixtures" / "experiments" / "blobs.jsonnet"
@@ -187,10 +190,6 @@ def finished_run(directory: Path) -> tuple[dict, dict[str, dict[str, torch.Tenso
     weights = {name: torch.load(directory / name, weights_only=True) for name in ("best.th", newest.name)}
     kept = {key: value for key, value in metrics.items() if key not in VOLATILE and not key.startswith("peak_")}
     return kept, weights
-
-
-def same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
-    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
 
 
 def launcher_signal_trial(directory: Path, window: float, rng: random.Random) -> tuple[int, int, str]:

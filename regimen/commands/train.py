@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 
 from regimen.commands.subcommand import Subcommand, add_common_arguments
@@ -45,7 +44,7 @@ class Train(Subcommand):
     def _run(args: argparse.Namespace, ext_vars: dict[str, str] | None) -> int:
         from regimen.experiment import check_experiment, run_experiment
         from regimen.models.archival import CONFIG_NAME
-        from regimen.trainers.preemption import SIGNALS, TrainingPreempted
+        from regimen.trainers.preemption import TrainingPreempted, ignore_stop_signals
         from regimen.trainers.progress import FILE_FRIENDLY_VARIABLE
 
         params = Params.from_file(args.param_path, args.overrides, ext_vars)
@@ -76,8 +75,7 @@ class Train(Subcommand):
                     error.regimen_where, type(error).__name__, args.param_path, directory,
                 )  # fmt: skip
             raise
-        for number in SIGNALS:  # the run is finished: a signal while the command exits must not make it a kill
-            signal.signal(number, signal.SIG_IGN)
+        ignore_stop_signals()  # the run is finished; the command only exits
         if metrics:  # the other machines of a multi-node run have none
             print(json.dumps(metrics, indent=4))
         return 0

@@ -39,6 +39,13 @@ class TrainingPreempted(Exception):
         self.checkpoint_saved = checkpoint_saved
 
 
+def ignore_stop_signals() -> None:
+    """Ignore SIGTERM, SIGUSR1 and SIGINT from now on: for a process whose run is finished and that only exits,
+    where a late signal must not turn a finished run into a killed one."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+
+
 TRAINING = "finishing the current optimizer step, then saving a checkpoint and stopping"
 
 

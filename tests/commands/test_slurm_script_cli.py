@@ -15,16 +15,12 @@ from pathlib import Path
 import torch
 
 from tests.commands.test_train import VOLATILE
+from tests.commands.test_train_distributed import final_weights
 from tests.conftest import FIXTURES, ROOT, run_cli
 
 SCRIPT = ROOT / "scripts" / "slurm_train.sbatch"
 CONFIG = str(FIXTURES / "experiments" / "blobs.jsonnet")
 EIGHT_EPOCHS = json.dumps({"trainer.num_epochs": 8})
-
-
-def newest_epoch_weights(directory: Path) -> dict[str, torch.Tensor]:
-    newest = max(directory.glob("model_state_e*_b0.th"), key=lambda path: int(path.name.split("_e")[1].split("_")[0]))
-    return torch.load(newest, weights_only=True)
 
 
 def stub_scontrol(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -67,7 +63,7 @@ def test_usr1_to_the_batch_shell_requeues_and_the_next_attempt_recovers_exactly(
     assert {k: v for k, v in recovered.items() if k not in VOLATILE} == {
         k: v for k, v in expected.items() if k not in VOLATILE
     }
-    final, reference_final = newest_epoch_weights(directory), newest_epoch_weights(reference)
+    final, reference_final = final_weights(directory), final_weights(reference)
     assert all(torch.equal(final[name], reference_final[name]) for name in final)
 
 
