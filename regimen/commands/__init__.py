@@ -10,11 +10,13 @@ import traceback
 
 from regimen.commands import (  # noqa: F401  (each registers its command)
     best_params,
+    describe,
     evaluate,
     list_components,
     print_config,
     print_results,
     retrain,
+    schema,
     train,
     tune,
 )
