@@ -5,6 +5,7 @@ from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, Tr
 from regimen.trainers.callbacks.confidence_checks import ConfidenceCheckError, ConfidenceChecksCallback
 from regimen.trainers.callbacks.console_logger import ConsoleLoggerCallback
 from regimen.trainers.callbacks.memory_usage import TensorBoardBatchMemoryUsage, TensorBoardMemoryUsageCallback
+from regimen.trainers.callbacks.mlflow import MLflowCallback
 from regimen.trainers.callbacks.optuna_pruner import OptunaPrunerCallback
 from regimen.trainers.callbacks.save_predictions import SavePredictionsCallback
 from regimen.trainers.callbacks.should_validate import ShouldValidateCallback
@@ -18,6 +19,7 @@ __all__ = [
     "ConfidenceChecksCallback",
     "ConsoleLoggerCallback",
     "EpochCallback",
+    "MLflowCallback",
     "MixedPrecisionBackwardCallback",
     "OnBackwardException",
     "OptunaPrunerCallback",
