@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import torch
 
-from regimen.models.model import Model
+from regimen.models.model import Model, replace_metric_state
 from regimen.registry import ConfigurationError
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh}
@@ -26,7 +26,9 @@ class MlpClassifier(Model):
     - `dropout` (float, 0.0): dropout after each hidden layer.
 
     Outputs ``logits``, ``probs`` and, with a ``label`` in the batch, ``loss`` (cross-entropy). Metric:
-    ``accuracy``.
+    ``accuracy``, the share of instances whose most probable class is their label: a ``torchmetrics.Accuracy``
+    attribute, which the trainer reports, resets, reduces over workers and checkpoints (see `Model`). Weights saved
+    before it was one hold its counts as ``_correct`` and ``_total``; they still load, the counts going to it.
     """
 
     def __init__(
@@ -52,28 +54,32 @@ class MlpClassifier(Model):
         layers.append(torch.nn.Linear(width, num_classes))
         self.network = torch.nn.Sequential(*layers)
         self.loss = torch.nn.CrossEntropyLoss()
-        # Counts kept as tensors on the model's device, so no step waits for the device to report them; as
-        # persistent buffers they are saved with the weights, so a run resumed mid-epoch reports the same metrics.
-        self.register_buffer("_correct", torch.zeros((), dtype=torch.long), persistent=True)
-        self.register_buffer("_total", torch.zeros((), dtype=torch.long), persistent=True)
+        import torchmetrics  # here: importing it takes seconds, which commands that build no model need not pay
+
+        # Counted in float64 (exact up to 2**53 instances), so that the accuracy is correct / total divided in
+        # float64, as regimen computed it before; torchmetrics divides integer counts in float32. No validation of
+        # the arguments: its checks wait for the device at every batch, and the loss already rejects bad labels.
+        self.accuracy = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, validate_args=False)
+        self.accuracy.set_dtype(torch.float64)
 
     def forward(self, features: torch.Tensor, label: torch.Tensor | None = None, **extra: Any) -> dict[str, Any]:
         logits = self.network(features.float())
         output: dict[str, Any] = {"logits": logits, "probs": logits.softmax(-1)}
         if label is not None:
             output["loss"] = self.loss(logits, label)
-            with torch.no_grad():
-                self._correct += (logits.argmax(-1) == label).sum()
-                self._total += label.numel()
+            self.accuracy.update(logits.detach(), label)
         return output
 
-    def metric_state(self) -> list[torch.Tensor]:
-        return [self._correct, self._total]
-
-    def get_metrics(self, reset: bool = False) -> dict[str, float]:
-        total = int(self._total)
-        metrics = {"accuracy": int(self._correct) / total if total else 0.0}
-        if reset:
-            self._correct.zero_()
-            self._total.zero_()
-        return metrics
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Weights saved before the accuracy was a torchmetrics metric hold its counts as the buffers _correct and
+        # _total: not weights now, but the counts of a checkpoint saved mid-epoch, which the metric takes up.
+        correct, total = state_dict.pop(f"{prefix}_correct", None), state_dict.pop(f"{prefix}_total", None)
+        if correct is not None and total is not None:
+            right, wrong = int(correct), int(total) - int(correct)
+            # A multiclass micro accuracy's statistics: a wrong prediction is a false positive of one class and a
+            # false negative of another; every other class is a true negative.
+            counts = {"tp": right, "fp": wrong, "fn": wrong, "tn": right * (self.accuracy.num_classes - 1)}
+            counts["tn"] += wrong * (self.accuracy.num_classes - 2)
+            states = {name: torch.tensor([count], dtype=torch.float64) for name, count in counts.items()}
+            replace_metric_state(self.accuracy, states, update_count=int(total > 0))
+        super()._load_from_state_dict(state_dict, prefix, *args)

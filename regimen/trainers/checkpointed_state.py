@@ -88,7 +88,7 @@ class CheckpointedState:
         self._total_steps = training_state["total_steps"]
         self._epochs_completed = training_state["epochs_completed"]
         self._seconds_before = training_state.get("training_seconds", 0.0)
-        restore_running_sums(training_state, self._totals, self.model, self._primary)
+        restore_running_sums(training_state, self._totals, self.model, self._dist)
         self._last_metrics = training_state["last_metrics"]
         self._epoch_validation = training_state.get("epoch_validation", {})
         best = self._metric_tracker.best_epoch  # best.th holds the weights saved at that epoch's end

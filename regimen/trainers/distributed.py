@@ -36,6 +36,7 @@ import torch.multiprocessing
 from torch.multiprocessing import ProcessContext, ProcessExitedException, ProcessRaisedException
 from torch.nn.parallel import DistributedDataParallel
 
+from regimen.models.model import metric_modules, metric_states, replace_metric_state
 from regimen.registry import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class Distributed:
         """Replace each tensor, in place, by its sum across workers (every worker passes tensors of the same shapes
         and dtypes, in the same order). A worker on its own already holds the sum."""
 
+    def reduce_metrics_(self, model: torch.nn.Module) -> None:
+        """Replace the states of every torchmetrics metric in ``model``, in place, by their reduction across
+        workers, each state by its own ``dist_reduce_fx``, and each metric's count of updates by their sum: for a
+        reading of the metrics that resets them after it. A worker on its own already holds them."""
+
     def sum_floats(self, values: dict[str, float]) -> dict[str, float]:
         """Each value summed across workers, computed in float64 (every worker passes the same keys)."""
         return {key: float(value) for key, value in values.items()}
@@ -206,8 +212,10 @@ class ProcessGroupDistributed(Distributed):
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`, which first copies the primary's
         parameters and buffers to every worker, then averages gradients across workers in each backward pass and
         copies the primary's buffers again before each forward pass; the tensors of the model's ``metric_state()``
-        are left alone, so that each worker counts its own batches. ``find_unused_parameters`` None uses the
-        setting this object was made with."""
+        are left alone, so that each worker counts its own batches. The model's torchmetrics metrics, whose states
+        are no buffers, are made to compute from this worker's states alone: the primary reads them for the progress
+        bar by itself, and :meth:`reduce_metrics_` reduces them when every worker reads them. ``find_unused_parameters``
+        None uses the setting this object was made with."""
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         if find_unused_parameters is None:
             find_unused_parameters = self._find_unused_parameters
@@ -218,6 +226,10 @@ class ProcessGroupDistributed(Distributed):
             # primary's over them before every forward pass, as it does with other buffers (batch-norm statistics).
             # This static method is how torch lets a module name what DDP leaves alone.
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, own)
+        for metric in metric_modules(model).values():
+            # By default a torchmetrics metric's compute() gathers its states from every worker whenever a process
+            # group is up: a collective that one worker reading alone would wait on forever.
+            metric.distributed_available_fn = _computes_alone
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
@@ -243,6 +255,46 @@ class ProcessGroupDistributed(Distributed):
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
             for tensor, total in zip(tensors, flat.split([tensor.numel() for tensor in tensors])):
                 tensor.copy_(total.view(tensor.shape))
+
+    def reduce_metrics_(self, model: torch.nn.Module) -> None:
+        """Through torchmetrics' own ``sync``, which gathers every state from every worker and reduces it by the
+        state's ``dist_reduce_fx``: the reduced states are kept in place of the worker's own (``unsync`` would put
+        those back), since the reading that follows resets them. Every worker calls this, for the same metrics."""
+        metrics = list(metric_modules(model).values())
+        if not metrics:
+            return
+        lists = [
+            (metric, name)
+            for metric in metrics
+            for name, state in metric_states(metric).items()
+            if isinstance(state, list)
+        ]
+        # One collective: each metric's count of updates summed (so that a metric some worker updated is reported by
+        # every worker: the same keys everywhere), and how many workers hold nothing in each list state.
+        counts = [metric.update_count for metric in metrics] + [int(not getattr(m, name)) for m, name in lists]
+        totals = torch.tensor(counts, dtype=torch.int64)
+        self.all_reduce_sum_([totals])
+        updates, empties = totals[: len(metrics)].tolist(), totals[len(metrics) :].tolist()
+        partly_empty = [state for state, empty in zip(lists, empties) if 0 < empty < self.world_size]
+        if partly_empty:
+            self._stand_in_for_empty_lists(partly_empty)
+        for metric, count in zip(metrics, updates):
+            metric.sync(distributed_available=_reduces_across_workers)
+            reduced = dict(metric_states(metric))
+            metric.unsync()  # puts the worker's own states back and leaves the metric unsynced, able to compute
+            replace_metric_state(metric, reduced, count)
+
+    def _stand_in_for_empty_lists(self, empty: list[tuple[Any, str]]) -> None:
+        """Give a list state that this worker left empty, and another did not, an empty tensor of the others' shape
+        and dtype: torchmetrics' sync gathers a list state as one tensor from each worker, and its own stand-in for
+        an empty list (a 1-d float tensor) does not match 2-d or integer ones (Gloo aborts the process)."""
+        layouts = [None if not getattr(m, name) else _layout(getattr(m, name)) for m, name in empty]
+        every_worker: list[Any] = [None] * self.world_size
+        dist.all_gather_object(every_worker, layouts)
+        for index, (metric, name) in enumerate(empty):
+            if not getattr(metric, name):
+                shape, dtype = next(worker[index] for worker in every_worker if worker[index] is not None)
+                setattr(metric, name, [torch.empty((0, *shape), dtype=dtype, device=metric.device)])
 
     def sum_floats(self, values: dict[str, float]) -> dict[str, float]:
         # Sorted, so that workers whose dicts were filled in a different order still line up.
@@ -288,6 +340,20 @@ class ProcessGroupDistributed(Distributed):
             _note_failure_time(error)
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _layout(items: list[torch.Tensor]) -> tuple[tuple[int, ...], torch.dtype]:
+    """The shape after the first dimension and the dtype of the tensors a list state joins along it."""
+    return tuple(items[0].shape[1:]), items[0].dtype
+
+
+def _computes_alone() -> bool:
+    """A torchmetrics ``distributed_available_fn`` saying no: its metric's compute() never communicates."""
+    return False
+
+
+def _reduces_across_workers() -> bool:
+    return True
 
 
 def init_process_group(

@@ -157,7 +157,14 @@ def _set(config: dict, dotted: str, value: object) -> dict:
     return changed
 
 
-DELETE = object()
+class _Delete:
+    """The value of a case that removes the key (named, so that every xdist worker collects the same test ids)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Delete()
 # Changes to the blobs experiment, each accepted or refused alike by regimen's check and by the schema.
 CHANGES = [
     ("trainer", DELETE, True),  # the default trainer
