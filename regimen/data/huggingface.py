@@ -12,7 +12,7 @@ import torch
 from regimen.data.dataset_reader import DatasetReader, Instance, max_instances_error
 from regimen.data.field_transforms import resolve_transforms, transformed
 from regimen.registry import ConfigurationError
-from regimen.registry.errors import did_you_mean, unknown_name_message
+from regimen.registry.errors import missing_names, unknown_name_message
 
 _INSTALL = "pip install 'regimen[datasets]'"
 _ROWS_PER_BATCH = 512  # rows converted from Arrow at a time
@@ -217,12 +217,9 @@ class HuggingFaceReader(DatasetReader):
         named = [column for value in wanted.values() for column in ([value] if isinstance(value, str) else value)]
         missing = [column for column in dict.fromkeys(named) if columns and column not in columns]
         if missing:
-            described = []
-            for column in missing:
-                suggestion = did_you_mean(column, columns)
-                described.append(f'"{column}"' + (f' (did you mean "{suggestion}"?)' if suggestion else ""))
+            described = missing_names(missing, columns)
             raise ConfigurationError(
-                f"the reader's fields name the column(s) {', '.join(described)}, which {self._describe(split)} does "
+                f"the reader's fields name the column(s) {described}, which {self._describe(split)} does "
                 f"not have; its columns: {', '.join(columns)}"
             )
         plan = {}

@@ -11,7 +11,7 @@ import torch
 
 from regimen.data.dataset_reader import DatasetReader, Instance, max_instances_error, open_data_file
 from regimen.registry import ConfigurationError
-from regimen.registry.errors import did_you_mean
+from regimen.registry.errors import missing_names
 
 _LABEL_TYPES = {"int": "an int", "float": "a number", "str": "a string"}
 
@@ -119,12 +119,9 @@ class CsvReader(DatasetReader):
             return [index for index, name in enumerate(columns) if name != self.label_column]
         missing = [name for name in self.feature_columns if name not in columns]
         if missing:
-            described = []
-            for name in missing:
-                suggestion = did_you_mean(name, columns)
-                described.append(f'"{name}"' + (f' (did you mean "{suggestion}"?)' if suggestion else ""))
+            described = missing_names(missing, columns)
             raise ConfigurationError(
-                f"{path}:{line}: feature_columns names {', '.join(described)}, which the header does not have; "
+                f"{path}:{line}: feature_columns names {described}, which the header does not have; "
                 f"columns in the file: {', '.join(columns)}"
             )
         return [columns.index(name) for name in self.feature_columns]
@@ -195,12 +192,9 @@ class JsonLinesReader(DatasetReader):
             return value
         missing = [name for name in self.fields if name not in value]
         if missing:
-            described = []
-            for name in missing:
-                suggestion = did_you_mean(name, list(value))
-                described.append(f'"{name}"' + (f' (did you mean "{suggestion}"?)' if suggestion else ""))
+            described = missing_names(missing, list(value))
             raise ConfigurationError(
-                f"{path}:{line}: the object has no field {', '.join(described)} named in fields; "
+                f"{path}:{line}: the object has no field {described} named in fields; "
                 f"its keys: {', '.join(value) or '(none)'}"
             )
         return {name: value[name] for name in self.fields}

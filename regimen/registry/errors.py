@@ -100,6 +100,16 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return best[1] if best[0] <= allowed else None
 
 
+def missing_names(names: Iterable[str], candidates: Sequence[str]) -> str:
+    """``"a" (did you mean "b"?), "c"``: each missing name quoted, with the closest of ``candidates`` where one is
+    close; for messages about columns or keys a config names that the data lacks."""
+    described = []
+    for name in names:
+        suggestion = did_you_mean(name, candidates)
+        described.append(f'"{name}"' + (f' (did you mean "{suggestion}"?)' if suggestion else ""))
+    return ", ".join(described)
+
+
 def unknown_name_message(kind: str, name: str, candidates: Sequence[str]) -> str:
     """``unknown key "optimiser"; did you mean "optimizer"? valid keys: ...`` for any kind of name."""
     message = f'unknown {kind} "{name}"'
