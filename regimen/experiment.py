@@ -45,6 +45,7 @@ from regimen.trainers.preemption import (
     TrainingPreempted,
     ignore_stop_signals,
 )
+from regimen.trainers.sharding import DdpAccelerator, TorchDdpAccelerator
 
 logger = logging.getLogger(__name__)
 AFTER_TRAINING = "training is over: finishing the test evaluation, metrics.json and the archive, then exiting"
@@ -61,6 +62,9 @@ class DistributedConfig(FromParams):
       machines): where the primary worker listens. AllenNLP's `master_address` / `master_port` are accepted.
     - `find_unused_parameters` (bool, false): passed to DistributedDataParallel, for models that leave some
       parameters out of a step's loss.
+    - `ddp_accelerator` (DdpAccelerator, "torch"): how the workers share the model: "torch" (DDP, every worker
+      a full copy; AllenNLP's place for `find_unused_parameters`) or "fsdp" (the model sharded with FSDP2, with
+      sharded checkpoints; AllenNLP's "fairscale_fsdp" is read as it). See `regimen describe DdpAccelerator fsdp`.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class DistributedConfig(FromParams):
         master_address: str | None = None,
         master_port: int | None = None,
         find_unused_parameters: bool = False,
+        ddp_accelerator: DdpAccelerator | None = None,
     ) -> None:
         check_positive(num_nodes=num_nodes)
         errors = []
@@ -100,7 +105,10 @@ class DistributedConfig(FromParams):
         self.num_nodes = num_nodes
         self.primary_address = primary_address
         self.primary_port = primary_port
-        self.find_unused_parameters = find_unused_parameters
+        if ddp_accelerator is None or isinstance(ddp_accelerator, TorchDdpAccelerator):
+            unused = find_unused_parameters or (ddp_accelerator is not None and ddp_accelerator.find_unused_parameters)
+            ddp_accelerator = TorchDdpAccelerator(unused)
+        self.ddp_accelerator = ddp_accelerator
 
     @property
     def world_size(self) -> int:
@@ -364,7 +372,7 @@ def run_experiment(
     every worker has built the experiment, so a mistake found while reading the data leaves it as it was.
     """
     directory = Path(serialization_dir)
-    torchrun = from_torchrun_environment()
+    torchrun = from_torchrun_environment(experiment.distributed and experiment.distributed.ddp_accelerator.runtime)
     if torchrun is not None:
         with torchrun:
             return _run_worker(experiment, params, directory, recover, force, torchrun)
@@ -417,7 +425,7 @@ def _spawned_worker(
         device=device,
         primary_address=plan.primary_address,
         primary_port=port,
-        find_unused_parameters=plan.find_unused_parameters,
+        runtime=plan.ddp_accelerator.runtime,
     )
     with distributed:
         try:
@@ -442,10 +450,11 @@ def _run_worker(
     finishing = PreemptionWatcher(then=AFTER_TRAINING)
     with logging_to(directory / log_name), outcome_recorded(directory, distributed.is_primary), finishing:
         metrics = experiment.run()
+        has_best = distributed.broadcast_object((directory / BEST_WEIGHTS_NAME).is_file())
+        final = None if has_best else distributed.full_model_state(experiment.model)  # sharded: every worker's part
         if distributed.is_primary:
             write_json_atomically(directory / METRICS_NAME, metrics)
-            best = directory / BEST_WEIGHTS_NAME
-            weights: Any = BEST_WEIGHTS_NAME if best.is_file() else experiment.model.state_dict()
+            weights: Any = BEST_WEIGHTS_NAME if has_best else final
             archive = archive_model(directory, weights, experiment.include_in_archive)
             logger.info("archived the model to %s", archive)
         distributed.barrier()  # the workers leave together, once the run's files are written

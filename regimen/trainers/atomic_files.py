@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -76,6 +77,25 @@ def put_in_place(temporary: Path, target: Path) -> None:
         raise
     if os.name != "nt":  # a directory cannot be opened for fsync on Windows; NTFS journals the rename itself
         _fsync(target.parent, os.O_RDONLY)
+
+
+def put_directory_in_place(temporary: Path, target: Path) -> None:
+    """Make a written temporary directory durable (every file in it, then the directory), rename it to ``target``
+    (an older ``target`` is moved aside first and deleted afterwards) and make the rename durable."""
+    for entry in temporary.iterdir():
+        if entry.is_file():
+            _fsync(entry, os.O_RDWR)
+    if os.name != "nt":
+        _fsync(temporary, os.O_RDONLY)
+    older = None
+    if target.exists():
+        older = _temporary_name(target)
+        os.replace(target, older)
+    os.replace(temporary, target)
+    if os.name != "nt":
+        _fsync(target.parent, os.O_RDONLY)
+    if older is not None:
+        shutil.rmtree(older, ignore_errors=True)
 
 
 def _temporary_name(target: Path) -> Path:

@@ -12,6 +12,7 @@ import torch
 
 from regimen.trainers.atomic_files import BackgroundWriter, saving
 from regimen.trainers.checkpointer import BEST_NAME, Checkpointer
+from regimen.trainers.distributed import Distributed
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +94,11 @@ class BestWeights:
         if self._writes:
             self._writer.write(self._path, saving(rebuilt))
 
-    def restore(self, model: torch.nn.Module) -> None:
-        """Put the best weights back into ``model`` (nothing if there was no validation)."""
+    def restore(self, model: torch.nn.Module, distributed: Distributed) -> None:
+        """Put the best weights back into ``model`` (nothing if there was no validation); every worker calls this
+        (with a sharded model, the primary's copy is loaded on every worker)."""
         if self._state is not None:
-            model.load_state_dict(self._state)
+            distributed.load_full_model_state(model, self._state)
 
 
 def _load_or_none(path: Path | None, device: torch.device) -> dict[str, Any] | None:

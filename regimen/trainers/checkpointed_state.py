@@ -11,6 +11,7 @@ from typing import Any
 
 from regimen.trainers.loss_totals import restore_running_sums, running_sums
 from regimen.trainers.random_state import rng_state, set_rng_state, worker_rng_state
+from regimen.trainers.sharded_state import load_sharded, sharded_state
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,23 @@ class CheckpointedState:
     @contextmanager
     def get_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """The model's state (moving-average weights swapped in while open) and the training state."""
-        training_state = {
+        with self._averaged_weights():
+            yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), self._training_state({})
+
+    @contextmanager
+    def get_sharded_checkpoint_state(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """For a sharded model (FSDP): the state every worker saves its shards of, with DCP (the model, with the
+        moving-average weights swapped in while open, the optimizer and the moving average), and the rest of the
+        training state, which the primary saves."""
+        sharded = {"moving_average": self._moving_average} if self._moving_average is not None else {}
+        training_state = self._training_state({"optimizer", *sharded})
+        with self._averaged_weights():
+            extra = {key: component.state_dict() for key, component in sharded.items()}
+            yield sharded_state(self.model, self.optimizer, extra), training_state
+
+    def _training_state(self, leave_out: set[str]) -> dict[str, Any]:
+        """What a checkpoint holds besides the model, without the components named in ``leave_out``."""
+        return {
             "version": _STATE_VERSION,
             "total_steps": self._total_steps,
             "epochs_completed": self._epochs_completed,
@@ -41,17 +58,17 @@ class CheckpointedState:
             "epoch_validation": self._epoch_validation,  # a step validation earlier in this epoch
             "callbacks": [callback.state_dict() for callback in self._callbacks],
             "rng": self._rng_states if self._rng_states is not None else [rng_state()],  # one per worker
-            **{key: component.state_dict() for key, component in self._stateful_components().items()},
+            **{key: c.state_dict() for key, c in self._stateful_components().items() if key not in leave_out},
         }
-        with self._averaged_weights():
-            yield self._best.for_checkpoint(self.model.state_dict(), self._total_steps), training_state
 
     def _save_checkpoint(self, epochs_completed: int, batches_in_epoch: int, stopping: bool) -> None:
         """Every worker's RNG state and the epoch's running sums over all workers go into the checkpoint, which
         the primary writes (made durable in the background unless ``stopping``) while the others wait."""
         self._rng_states = self._dist.gather_objects(rng_state())
         self._summed = running_sums(self._totals, self.model, self._dist)
-        if self._primary:
+        if self._dist.shards_checkpoints:  # every worker writes its shards
+            self._checkpointer.save_sharded_checkpoint(self, epochs_completed, batches_in_epoch, self._dist)
+        elif self._primary:
             self._checkpointer.save_checkpoint(self, epochs_completed, batches_in_epoch)
             if stopping:
                 self._wait_for_writes()
@@ -78,8 +95,12 @@ class CheckpointedState:
         model_state, training_state = loaded
         if training_state.get("version") != _STATE_VERSION:
             raise RuntimeError(f"cannot resume: training state version {training_state.get('version')} is unknown")
+        if isinstance(model_state, Path):  # a sharded checkpoint: the model, optimizer and moving average in DCP
+            extra = {"moving_average": self._moving_average.state_dict()} if self._moving_average else {}
+            training_state.update(load_sharded(model_state, self.model, self.optimizer, extra))
+        else:
+            self.model.load_state_dict(model_state)
         # The live weights first: the moving average's state restores them over the averaged ones saved here.
-        self.model.load_state_dict(model_state)
         for key, component in self._stateful_components().items():
             if key in training_state:
                 component.load_state_dict(training_state[key])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +16,12 @@ from regimen.registry import ConfigurationError, Registrable
 from regimen.trainers.atomic_files import (
     BackgroundWriter,
     link_temporary,
+    put_directory_in_place,
     put_in_place,
     saving,
     write_temporary,
 )
+from regimen.trainers.sharded_state import is_sharded_checkpoint, save_sharded
 
 if TYPE_CHECKING:
     from regimen.trainers.trainer import Trainer
@@ -27,9 +30,11 @@ logger = logging.getLogger(__name__)
 
 # ``model_state_e3_b0.th``: 3 epochs completed, 0 batches into the next one. Anchored, so temporary files
 # (``.model_state_e3_b0.th.<hex>.tmp``) never match.
-_CHECKPOINT_NAME = re.compile(r"^(model_state|training_state)_e(\d+)_b(\d+)\.th$")
-# What `write_temporary` leaves behind when the process is killed mid-write (only ``.th`` targets).
-_TEMPORARY_NAME = re.compile(r"^\..+\.th\.[0-9a-f]{16}\.tmp$")
+# A sharded checkpoint's model state is a directory, ``model_state_e3_b0.dcp``.
+_CHECKPOINT_NAME = re.compile(r"^(model_state|training_state)_e(\d+)_b(\d+)\.(?:th|dcp)$")
+# What `write_temporary` leaves behind when the process is killed mid-write (only ``.th`` and ``.dcp`` targets),
+# and the directory the workers write a sharded checkpoint into.
+_TEMPORARY_NAME = re.compile(r"^\..+\.(th|dcp)\.[0-9a-f]{16}\.tmp$|^\..+\.dcp\.shards\.tmp$")
 
 BEST_NAME = "best.th"  # the best model's state, in the serialization directory
 _Position = tuple[int, int]  # (epochs completed, batches into the next epoch)
@@ -270,6 +275,48 @@ class Checkpointer(Registrable):
             raise
         self._last_save_time = time.monotonic()
 
+    def save_sharded_checkpoint(
+        self, trainer: Trainer, num_epochs_completed: int, num_batches_in_epoch_completed: int, distributed: Any
+    ) -> None:
+        """Write a sharded checkpoint (a model sharded with FSDP): every worker calls this together.
+
+        Each worker writes its shards of the model, the optimizer and the moving average with
+        ``torch.distributed.checkpoint`` into a temporary directory, the primary the rest of the training state
+        into a temporary file; once every worker's files are written, the primary makes them durable and puts the
+        training state, then the directory ``model_state_eE_bB.dcp``, in place, as `save_checkpoint` does. This
+        happens before training goes on (DCP's writes are a collective; ``write_in_background`` does not apply).
+        """
+        position = (num_epochs_completed, num_batches_in_epoch_completed)
+        model_path, training_path = self._paths(position, sharded=True)
+        shards = model_path.with_name(f".{model_path.name}.shards.tmp")
+        if distributed.is_primary:
+            self._writer.wait()  # best.th of this step is in place before the checkpoint
+            training_path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._cleaned:
+                self._remove_temporaries(training_path.parent)
+                self._cleaned = True
+            shutil.rmtree(shards, ignore_errors=True)  # left by a save of this position that was interrupted
+        distributed.barrier()
+        training = None
+        try:
+            with trainer.get_sharded_checkpoint_state() as (state, training_state):
+                save_sharded(state, shards)  # returns once every worker's shards are written
+                if distributed.is_primary:
+                    training = write_temporary(training_path, saving(training_state))
+            if distributed.is_primary:
+                put_in_place(training, training_path)
+                put_directory_in_place(shards, model_path)
+                logger.debug("saved sharded checkpoint %s", model_path)
+                self._unloadable.discard(position)
+                self._prune(position)
+        except BaseException:
+            if distributed.is_primary:
+                shutil.rmtree(shards, ignore_errors=True)
+                if training is not None:
+                    training.unlink(missing_ok=True)
+            raise
+        self._last_save_time = time.monotonic()
+
     def save_best_model(self, model_state: dict[str, Any]) -> None:
         """Write ``model_state`` as ``best.th``, made durable and renamed into place like a checkpoint.
 
@@ -315,8 +362,9 @@ class Checkpointer(Registrable):
             return None
         return checkpoints[max(checkpoints)]
 
-    def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def load_checkpoint(self) -> tuple[dict[str, Any] | Path, dict[str, Any]] | None:
         """``(model state, training state)`` of the newest checkpoint that loads, on the CPU; None if there is none.
+        The model state of a sharded checkpoint is its directory's path, which the trainer loads its shards from.
 
         A checkpoint that fails to load (truncated, corrupt, or holding objects other than tensors and plain
         containers) is logged as an error and the next older one is tried. Raises ConfigurationError (the
@@ -325,8 +373,11 @@ class Checkpointer(Registrable):
         checkpoints, _ = self._scan()
         failures: list[str] = []
         for position in sorted(checkpoints, reverse=True):
-            states = []
+            states: list[Any] = []
             for path in checkpoints[position]:
+                if is_sharded_checkpoint(Path(path)):  # loaded by every worker into its shards (the trainer)
+                    states.append(Path(path))
+                    continue
                 try:
                     state = torch.load(path, map_location="cpu", weights_only=True)
                     if not isinstance(state, dict):
@@ -368,10 +419,11 @@ class Checkpointer(Registrable):
         self._last_save_time = None
 
     # ---- files -----------------------------------------------------------------------------------------------
-    def _paths(self, position: _Position) -> tuple[Path, Path]:
+    def _paths(self, position: _Position, sharded: bool = False) -> tuple[Path, Path]:
         directory = Path(self._serialization_dir)
-        suffix = f"e{position[0]}_b{position[1]}.th"
-        return directory / f"model_state_{suffix}", directory / f"training_state_{suffix}"
+        suffix = f"e{position[0]}_b{position[1]}"
+        model = f"model_state_{suffix}.{'dcp' if sharded else 'th'}"
+        return directory / model, directory / f"training_state_{suffix}.th"
 
     def _scan(self) -> tuple[dict[_Position, tuple[str, str]], list[Path]]:
         """Complete checkpoints ``{(E, B): (model path, training path)}`` and the incomplete checkpoints' files."""
@@ -397,7 +449,7 @@ class Checkpointer(Registrable):
         for entry in os.scandir(directory):
             if _TEMPORARY_NAME.match(entry.name):
                 logger.info("removing %s, left by an interrupted save", entry.path)
-                Path(entry.path).unlink(missing_ok=True)
+                _remove(Path(entry.path))
 
     def _prune(self, saved: _Position) -> None:
         """Delete incomplete checkpoints, unloadable ones, and complete ones no retention rule keeps.
@@ -419,7 +471,7 @@ class Checkpointer(Registrable):
         doomed = [Path(path) for p in sorted(checkpoints) if p not in keep for path in checkpoints[p]]
         for path in incomplete + doomed:
             try:
-                path.unlink(missing_ok=True)
+                _remove(path)
             except OSError as error:  # a checkpoint that cannot be deleted costs disk space, not the run
                 logger.warning("cannot delete old checkpoint file %s: %s", path, error)
         if doomed:
@@ -428,6 +480,14 @@ class Checkpointer(Registrable):
 
 
 Checkpointer.register("default")(Checkpointer)
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint's file, or a sharded checkpoint's directory."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _mtime(path: str) -> float:

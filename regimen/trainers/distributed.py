@@ -2,8 +2,8 @@
 
 The trainer calls every method of :class:`Distributed` unconditionally. A single-process run gets the base class,
 whose methods return at once; a multi-process run gets :class:`ProcessGroupDistributed`, backed by an initialised
-``torch.distributed`` process group. This is the only module that imports ``torch.distributed``, so the training loop
-never branches on the backend.
+``torch.distributed`` process group (or its FSDP subclass, in ``sharding``). The training loop never branches on the
+backend: only these runtimes (and ``sharded_state``, for sharded checkpoints) use ``torch.distributed``.
 
 Also here is the launcher for one machine's workers, :func:`spawn_workers`, which stops all of them within seconds
 when one fails and raises :class:`WorkerFailed` naming the worker and its error.
@@ -64,6 +64,10 @@ class Distributed:
     the same things across workers. It is a context manager that calls :meth:`shutdown` on exit.
     """
 
+    # Whether checkpoints are written by every worker, each its shards (a model sharded with FSDP), rather than
+    # by the primary alone.
+    shards_checkpoints = False
+
     def __init__(self, device: torch.device | str | None = None) -> None:
         self._device = torch.device("cpu") if device is None else torch.device(device)
 
@@ -97,6 +101,10 @@ class Distributed:
         """The device this worker computes on."""
         return self._device
 
+    def shard_model(self, model: torch.nn.Module) -> None:
+        """Shard ``model``'s parameters across the workers, in place, before an optimizer is built on them (which
+        a sharded model's checkpoints, FSDP, need); nothing without sharding."""
+
     def wrap(self, model: torch.nn.Module, find_unused_parameters: bool | None = None) -> torch.nn.Module:
         """The module to call for forward and backward. Keep using ``model`` itself for state dicts, so that
         checkpoints never get the ``module.`` prefix of a wrapper. ``model`` must already be on :attr:`device`."""
@@ -115,6 +123,15 @@ class Distributed:
             )
         loader.shard(self.rank, self.world_size)
         return loader
+
+    def full_model_state(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The model's full weights (``model.state_dict()``), for ``best.th`` and archives; a collective with a
+        sharded model, whose full weights only the primary gets."""
+        return model.state_dict()
+
+    def load_full_model_state(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """Load full weights ``state`` (from :meth:`full_model_state` or ``best.th``) into ``model``."""
+        model.load_state_dict(state)
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
         """A context in which backward passes through ``wrapped`` (from :meth:`wrap`) keep their gradients local:
@@ -212,10 +229,8 @@ class ProcessGroupDistributed(Distributed):
         """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`, which first copies the primary's
         parameters and buffers to every worker, then averages gradients across workers in each backward pass and
         copies the primary's buffers again before each forward pass; the tensors of the model's ``metric_state()``
-        are left alone, so that each worker counts its own batches. The model's torchmetrics metrics, whose states
-        are no buffers, are made to compute from this worker's states alone: the primary reads them for the progress
-        bar by itself, and :meth:`reduce_metrics_` reduces them when every worker reads them. ``find_unused_parameters``
-        None uses the setting this object was made with."""
+        are left alone, so that each worker counts its own batches. ``find_unused_parameters`` None uses the
+        setting this object was made with."""
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         if find_unused_parameters is None:
             find_unused_parameters = self._find_unused_parameters
@@ -226,11 +241,17 @@ class ProcessGroupDistributed(Distributed):
             # primary's over them before every forward pass, as it does with other buffers (batch-norm statistics).
             # This static method is how torch lets a module name what DDP leaves alone.
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, own)
+        self._own_metrics(model)
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+
+    @staticmethod
+    def _own_metrics(model: torch.nn.Module) -> None:
+        """Make the model's torchmetrics metrics compute from this worker's states alone: the primary reads them
+        for the progress bar by itself, and :meth:`reduce_metrics_` reduces them when every worker reads them."""
         for metric in metric_modules(model).values():
             # By default a torchmetrics metric's compute() gathers its states from every worker whenever a process
             # group is up: a collective that one worker reading alone would wait on forever.
             metric.distributed_available_fn = _computes_alone
-        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
     def no_sync(self, wrapped: torch.nn.Module) -> AbstractContextManager[None]:
         if isinstance(wrapped, DistributedDataParallel):
@@ -366,12 +387,14 @@ def init_process_group(
     primary_port: int,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     find_unused_parameters: bool = False,
+    runtime: Callable[[int, torch.device], ProcessGroupDistributed] | None = None,
 ) -> ProcessGroupDistributed:
     """Join the default process group of ``world_size`` workers as ``rank``, and return the runtime backed by it.
 
     The primary (rank 0) listens on ``primary_address:primary_port`` and the others connect to it; every worker
     waits there until all have arrived. ``device`` is this worker's device: ``cuda:<local_rank>`` for ``"nccl"``,
     the CPU for ``"gloo"``. A collective that waits longer than ``timeout_s`` for another worker raises.
+    ``runtime(local_rank, device)`` builds the runtime (a ``ddp_accelerator``'s); by default plain DDP's.
     """
     if backend not in ("gloo", "nccl"):
         raise ValueError(f'backend must be "gloo" or "nccl", got {backend!r}')
@@ -402,15 +425,20 @@ def init_process_group(
         timeout=timedelta(seconds=timeout_s),
         **extra,
     )
+    if runtime is not None:
+        return runtime(local_rank, device)
     return ProcessGroupDistributed(local_rank, device, find_unused_parameters)
 
 
-def from_torchrun_environment() -> ProcessGroupDistributed | None:
+def from_torchrun_environment(
+    runtime: Callable[[int, torch.device], ProcessGroupDistributed] | None = None,
+) -> ProcessGroupDistributed | None:
     """The runtime for a worker started by ``torchrun`` (or anything that sets its variables), or None when
     ``WORLD_SIZE`` is unset or 1.
 
     Reads ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; uses NCCL on
-    ``cuda:<LOCAL_RANK>`` when CUDA is available and Gloo on the CPU otherwise. With ``WORLD_SIZE`` above 1 but
+    ``cuda:<LOCAL_RANK>`` when CUDA is available and Gloo on the CPU otherwise; ``runtime`` as for
+    :func:`init_process_group`. With ``WORLD_SIZE`` above 1 but
     another variable missing it raises ``ValueError`` rather than quietly training one copy per process.
     """
     world_size = _integer_variable("WORLD_SIZE") if os.environ.get("WORLD_SIZE") else 1
@@ -432,6 +460,7 @@ def from_torchrun_environment() -> ProcessGroupDistributed | None:
         device=torch.device("cuda", local_rank) if cuda else torch.device("cpu"),
         primary_address=os.environ["MASTER_ADDR"],
         primary_port=_integer_variable("MASTER_PORT"),
+        runtime=runtime,
     )
 
 

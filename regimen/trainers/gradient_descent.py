@@ -20,6 +20,7 @@ from regimen.models.model import freeze_parameters
 from regimen.registry import ConfigurationError, Lazy
 from regimen.registry.from_params import init_defaults
 from regimen.registry.values import check_positive
+from regimen.trainers.activation_checkpointing import checkpoint_activations
 from regimen.trainers.agreement import Agreement
 from regimen.trainers.atomic_files import BackgroundWriter, wait_for_writers
 from regimen.trainers.best_weights import BestWeights
@@ -87,6 +88,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
       `opt_level` ("O0".."O3", null) accepts apex configs: apex is used when installed, else native AMP;
       `grad_scaling` (bool, true): float16 AMP scales the loss with a GradScaler (false: AllenNLP's switch to not).
     - `no_grad` (list[str], []): regexes of parameters to freeze.
+    - `activation_checkpointing` (list[str], []): class names of submodules that recompute their activations in the
+      backward pass instead of keeping them (less memory, the same loss; see `activation_checkpointing`).
     - `cuda_device` (int, null: the first CUDA device if there is one, else the CPU; -1: the CPU).
     - `compile` (bool or object, false): run the model through `torch.compile`; an object is passed to it as
       keyword arguments (`{"mode": "max-autotune"}`). Checkpoints hold the uncompiled model's weights.
@@ -130,6 +133,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         file_friendly_logging: bool = False,
         enable_default_callbacks: bool = True,
         run_confidence_checks: bool = True,
+        activation_checkpointing: list[str] | None = None,
         distributed: Distributed | None = None,
     ) -> None:
         super().__init__(serialization_dir, cuda_device, distributed)
@@ -139,6 +143,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if grad_norm is not False and grad_norm is not True and grad_norm is not None and grad_norm <= 0:
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
+        checkpoint_activations(self.model, activation_checkpointing or [])
         self._moves_batches = self.device.type != "cpu"
         # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
         self._forward = _compiled(self._dist.wrap(self.model), compile)
@@ -220,6 +225,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if kwargs.get("distributed") is not None:  # the schedules count this worker's steps
             data_loader = kwargs["distributed"].shard(data_loader)
         freeze_parameters(model, no_grad or [])
+        if kwargs.get("distributed") is not None:  # FSDP replaces the parameters: shard before the optimizer
+            kwargs["distributed"].shard_model(model)
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
         num_epochs = kwargs.get("num_epochs", defaults["num_epochs"])
@@ -281,7 +288,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
                         break
                     start_batch = 0
             final = self._final_metrics(first_epoch, time.monotonic() - start)
-            self._best.restore(self.model)
+            self._best.restore(self.model, self._dist)
             final.update(self._test())  # inside the run, so that on_end sees the test metrics
             self._wait_for_writes()  # the run's files are on disk when it returns
             metrics = final
@@ -486,7 +493,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         self._metric_tracker.add_metrics(tracked, epoch)
         if self._metric_tracker.is_best_so_far():
             with self._averaged_weights():
-                self._best.update(self.model.state_dict(), self._total_steps)
+                self._best.update(self._dist.full_model_state(self.model), self._total_steps)
         return metrics
 
     def _best_metrics(self) -> dict[str, Any]:

@@ -54,8 +54,8 @@ class MovingAverage(Registrable):
         if self._parameters:
             if self._backups is None:
                 self._backups = [torch.empty_like(parameter) for parameter in self._parameters]
-            torch._foreach_copy_(self._backups, self._parameters)
-            torch._foreach_copy_(self._parameters, self._shadows)
+            torch._foreach_copy_(_local(self._backups), _local(self._parameters))
+            torch._foreach_copy_(_local(self._parameters), _local(self._shadows))
         self._assigned = True
 
     @torch.no_grad()
@@ -64,7 +64,7 @@ class MovingAverage(Registrable):
         if not self._assigned:
             raise RuntimeError("restore() without assign_average_value(): the parameters already hold live values")
         if self._parameters and self._backups is not None:
-            torch._foreach_copy_(self._parameters, self._backups)
+            torch._foreach_copy_(_local(self._parameters), _local(self._backups))
         self._assigned = False
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,7 +146,7 @@ class ExponentialMovingAverage(MovingAverage):
             return
         self._follow_parameters()
         # shadow + (1 - decay) * (parameter - shadow) == decay * shadow + (1 - decay) * parameter
-        torch._foreach_lerp_(self._shadows, self._parameters, 1.0 - self.decay_at(num_updates))
+        torch._foreach_lerp_(_local(self._shadows), _local(self._parameters), 1.0 - self.decay_at(num_updates))
 
 
 @contextmanager
@@ -160,6 +160,12 @@ def averaged_weights(moving_average: MovingAverage | None) -> Iterator[None]:
         yield
     finally:
         moving_average.restore()
+
+
+def _local(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors, with each DTensor (a parameter sharded with FSDP) as this worker's shard: the averages are
+    elementwise, and a shadow is sharded as its parameter, so each worker updates its own shards."""
+    return [tensor.to_local() if hasattr(tensor, "to_local") else tensor for tensor in tensors]
 
 
 def _check_names(expected: list[str], saved: dict[str, Any], key: str) -> None:
