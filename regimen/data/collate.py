@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import array
 import itertools
 import numbers
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,8 +39,31 @@ def collate(instances: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not instances:
         return {}
-    names = list(instances[0])
-    expected = set(names)
+    first = instances[0]
+    names = list(first)
+    # Every instance's keys against the first's in one pass of C calls (no Python frame per instance); the loop
+    # below runs only to say which instance differs.
+    if not all(map(operator.eq, itertools.repeat(first.keys()), map(_keys, instances))):
+        _raise_different_fields(instances, set(names))
+    batch: dict[str, Any] = {}
+    for name in names:
+        value, mask = collate_field(list(map(operator.itemgetter(name), instances)))
+        batch[name] = value
+        if mask is not None:
+            mask_name = f"{name}_mask"
+            if mask_name in first:
+                raise ValueError(
+                    f'cannot collate field "{name}": it needs padding, and its mask would be called "{mask_name}", '
+                    "which is already a field of the instances"
+                )
+            batch[mask_name] = mask
+    return batch
+
+
+_keys = operator.methodcaller("keys")
+
+
+def _raise_different_fields(instances: Sequence[dict[str, Any]], expected: set[str]) -> None:
     for position, instance in enumerate(instances):
         if set(instance) != expected:
             missing, extra = sorted(expected - set(instance)), sorted(set(instance) - expected)
@@ -48,19 +73,6 @@ def collate(instances: list[dict[str, Any]]) -> dict[str, Any]:
                 f"cannot collate: instance {position} of the batch has different fields from instance 0 ({detail}); "
                 "every instance in a batch must have the same fields"
             )
-    batch: dict[str, Any] = {}
-    for name in names:
-        value, mask = collate_field([instance[name] for instance in instances])
-        batch[name] = value
-        if mask is not None:
-            mask_name = f"{name}_mask"
-            if mask_name in expected:
-                raise ValueError(
-                    f'cannot collate field "{name}": it needs padding, and its mask would be called "{mask_name}", '
-                    "which is already a field of the instances"
-                )
-            batch[mask_name] = mask
-    return batch
 
 
 def collate_field(values: Sequence[Any]) -> tuple[Any, torch.Tensor | None]:
@@ -81,6 +93,9 @@ def collate_field(values: Sequence[Any]) -> tuple[Any, torch.Tensor | None]:
 # batch (0-d tensors, numpy scalars with their own dtype).
 _PLAIN_NUMBER_TYPES = frozenset((bool, int, float))  # exact types: subclasses (numpy.float64, IntEnum) go the long way
 _SEQUENCE_TYPES = frozenset((list, tuple))
+_shape, _dtype_of = operator.attrgetter("shape"), operator.attrgetter("dtype")
+# The array type codes of batches whose leaves all have one exact type (bools as bytes 0 and 1).
+_ARRAY_CODES = {frozenset((int,)): "q", frozenset((float,)): "f", frozenset((bool,)): "B"}
 
 
 def _plain_numbers(values: Sequence[Any]) -> torch.Tensor | None:
@@ -89,21 +104,32 @@ def _plain_numbers(values: Sequence[Any]) -> torch.Tensor | None:
     would); None when the general path must decide."""
     outer = set(map(type, values))
     if outer == {torch.Tensor}:
-        first = values[0]
-        if all(value.shape == first.shape and value.dtype == first.dtype for value in values):
-            return torch.stack(list(values))
+        # Shapes and dtypes read by C-level maps (a Python generator here cost more than the stacking itself).
+        if len(set(map(_shape, values))) == 1 and len(set(map(_dtype_of, values))) == 1:
+            return torch.stack(values if isinstance(values, (list, tuple)) else list(values))
         return None
     if outer <= _PLAIN_NUMBER_TYPES:
-        leaves = outer
+        leaves, nested = outer, False
     elif outer <= _SEQUENCE_TYPES and len(set(map(len, values))) == 1:
         # per-row sets merged: measured faster than one set over itertools.chain of all the leaves
-        leaves = {kind for value in values for kind in set(map(type, value))}
+        leaves, nested = {kind for value in values for kind in set(map(type, value))}, True
         if not leaves <= _PLAIN_NUMBER_TYPES:
             return None
     else:
         return None
-    kinds = {"bool" if kind is bool else "int" if kind is int else "float" for kind in leaves}
-    return torch.tensor(values, dtype=_dtype(kinds))
+    dtype = _dtype({"bool" if kind is bool else "int" if kind is int else "float" for kind in leaves})
+    code = _ARRAY_CODES.get(frozenset(leaves))
+    if code is not None:
+        # Leaves of one type: packed by the array module's C loop and wrapped without a copy, ~5x faster than
+        # torch.tensor's per-element parsing; the same values (Python floats round to float32 by the same C cast).
+        try:
+            packed = array.array(code, itertools.chain.from_iterable(values) if nested else values)
+        except OverflowError:  # an int beyond int64: torch.tensor below raises its own error for it
+            packed = None
+        if packed:  # empty lists go the long way (frombuffer takes no empty buffer)
+            tensor = torch.frombuffer(packed, dtype=dtype)
+            return tensor.view(len(values), -1) if nested else tensor
+    return torch.tensor(values, dtype=dtype)
 
 
 # ---- the general path ------------------------------------------------------------------------------------------
@@ -253,7 +279,10 @@ class IndexedBatch(dict):
 
 def collate_numbered(numbered: list[tuple[int, dict[str, Any]]]) -> IndexedBatch:
     """``collate`` for ``(file position, instance)`` pairs: the batch, and where each of its instances came from."""
-    return IndexedBatch(collate([instance for _, instance in numbered]), [index for index, _ in numbered])
+    if not numbered:
+        return IndexedBatch({}, [])
+    indices, instances = zip(*numbered)
+    return IndexedBatch(collate(list(instances)), list(indices))
 
 
 def batch_size(batch: Any) -> int | None:
