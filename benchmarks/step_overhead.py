@@ -1,15 +1,20 @@
 """Step overhead: µs per optimizer step of regimen's trainer and of Lightning against a hand-written PyTorch loop.
 
-Every contender trains the same network (same seed, so the same initial weights) on the same pre-collated batches
-in the same order (no shuffling), with AdamW and a validation pass after every epoch. Each measurement is a fresh
-process with one thread; only the training call is timed (``loop()``, ``trainer.train()``, ``trainer.fit()``), and
-the time is divided by the number of optimizer steps. The contenders alternate, round after round.
+Every contender trains the same network (same seed, so the same initial weights) on the same data in the same
+order (no shuffling), with AdamW and a validation pass after every epoch. The baseline, the floor, is a hand-written
+loop over ready-made batches (tensors sliced once, before the clock starts); most contenders get the same batches,
+and those marked "over instances" get the same data as per-instance dicts and batch it themselves, with
+torch's DataLoader or regimen's. Each measurement is a fresh process with one thread; only the training call is
+timed (``loop()``, ``trainer.train()``, ``trainer.fit()``), and the time is divided by the number of optimizer
+steps. The contenders alternate, round after round, and each one's ratio to the floor is taken round by round.
 
 Afterwards each worker computes the mean training loss of its final weights over the training batches (untimed):
 all contenders must agree, which shows they did the same work.
 
 Run one worker by hand: ``python -m benchmarks.step_overhead --worker regimen_defaults --workload tiny``; add
-``--profile FILE`` for cProfile statistics of the training call (read them with ``python -m pstats FILE``).
+``--profile FILE`` for cProfile statistics of the training call (read them with ``python -m pstats FILE``), and
+``--epochs E`` (or ``--train-batches``, ``--validation-batches``) to change the workload's length (the
+instructions suite runs the workers under cachegrind at two lengths).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import importlib.util
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from benchmarks.common import (
@@ -76,19 +82,29 @@ QUICK_WORKLOADS = {
     "medium": Workload(784, (1024, 1024), 10, 256, train_batches=6, validation_batches=2, epochs=2),
 }
 
-# key -> label; "hand" is the baseline and must come first.
+# key -> label; "hand" (the floor) is the baseline and must come first.
 CONTENDERS = {
-    "hand": "hand-written loop",
+    "hand": "floor: hand-written loop over ready-made batches",
+    "hand_dataloader": "hand-written loop, torch DataLoader over instances",
     "regimen_bare": "regimen: no checkpoints, no progress bar",
     "regimen_defaults": "regimen defaults: progress bar + checkpoints at epoch ends",
     "regimen_tensorboard": "regimen defaults + tensorboard callback",
     "regimen_mlp_classifier": "regimen defaults, built-in mlp_classifier model",
+    "regimen_loader": "regimen defaults, regimen's DataLoader over instances",
     "lightning": "Lightning: progress bar + checkpoints, no logger, self.log per step",
 }
 # The issue's targets for the ratio of medians to the hand-written loop, by workload and contender.
-TIME_TARGETS = {("tiny", "regimen_defaults"): 1.10, ("medium", "regimen_defaults"): 1.02}
+# regimen_defaults: the trainer alone (earlier parts of the issue); regimen_loader: as a user runs it (part 6).
+TIME_TARGETS = {
+    ("tiny", "regimen_defaults"): 1.10,
+    ("medium", "regimen_defaults"): 1.02,
+    ("tiny", "regimen_loader"): 1.15,
+    ("medium", "regimen_loader"): 1.02,
+}
 MEMORY_TARGET = 1.10  # peak memory of a regimen run ≤ the hand-written loop's + 10 %
 LIGHTNING_REFERENCE = {"tiny": "2.5-2.6x (issue)", "medium": "≈1.0x (issue)"}
+# Contenders that get the data as per-instance dicts and batch it themselves.
+OVER_INSTANCES = frozenset(("hand_dataloader", "regimen_loader"))
 
 
 def lightning_installed() -> bool:
@@ -119,6 +135,32 @@ def run(options: Options) -> dict[str, Any]:
     return data
 
 
+def paired_ratios(seconds: list[float], baseline: list[float]) -> dict[str, Any]:
+    """The contender's time over the baseline's, round by round (both were measured side by side in each round):
+    ``time_ratio`` is their median, ``time_ratio_range`` their (min, max), and ``resolved`` is False when the rounds
+    disagree on which is faster (the range holds 1), i.e. the difference is below what the run can resolve."""
+    ratios = [value / base for value, base in zip(seconds, baseline) if base > 0]
+    if not ratios:
+        return {"time_ratio": None, "time_ratio_range": None, "paired_ratios": [], "resolved": None}
+    low, high = min(ratios), max(ratios)
+    return {
+        "time_ratio": statistics.median(ratios),
+        "time_ratio_range": [low, high],
+        "paired_ratios": ratios,
+        "resolved": not low <= 1.0 <= high,
+    }
+
+
+def resolution_note(entry: dict[str, Any], target: float | None = None) -> str:
+    """A short cell: whether the run resolves the difference from the floor (and, with a target, the verdict)."""
+    spread = entry.get("time_ratio_range")
+    if entry.get("time_ratio") is None or not spread:
+        return ""
+    if target is not None and spread[0] <= target <= spread[1]:
+        return "unresolved"  # some rounds meet the target, others miss it
+    return "" if entry.get("resolved") else "below noise"
+
+
 def _summarise(
     name: str, workload: Workload, samples: dict[str, list[dict[str, Any]]], errors: dict[str, str]
 ) -> dict[str, Any]:
@@ -133,9 +175,10 @@ def _summarise(
             "error": errors.get(key),
         }
     hand = results.get("hand", {})
-    for result in results.values():
+    hand_rounds = [run["seconds"] for run in samples.get("hand", [])]
+    for key, result in results.items():
         median, hand_median = result["us_per_step"]["median"], hand.get("us_per_step", {}).get("median")
-        result["time_ratio"] = ratio(median, hand_median)
+        result.update(paired_ratios([run["seconds"] for run in samples[key]], hand_rounds))
         result["overhead_us"] = None if median is None or hand_median is None else median - hand_median
         result["memory_ratio"] = ratio(result["peak_rss_mb"]["median"], hand.get("peak_rss_mb", {}).get("median"))
         loss, base = result["final_loss"], hand.get("final_loss")
@@ -151,7 +194,7 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
     rows = []
     for key, entry in result["contenders"].items():
         if entry.get("error") or not entry.get("us_per_step", {}).get("n"):
-            rows.append([entry["label"], "unavailable", "", "", "", "", "", "", "", "", ""])
+            rows.append([entry["label"], "unavailable", "", "", "", "", "", "", "", "", "", "", ""])
             continue
         median, low, high = fmt_stats(entry["us_per_step"])
         target = TIME_TARGETS.get((name, key))
@@ -161,6 +204,8 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
             time_target = verdict(entry["time_ratio"], target)
         else:
             time_target = ""
+        spread = entry.get("time_ratio_range")
+        ratio_range = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread and key != "hand" else ""
         memory_target = verdict(entry["memory_ratio"], MEMORY_TARGET) if key.startswith("regimen") else ""
         agrees = {True: "✓", False: "✗ differs", None: "?"}[entry["loss_agrees"]]
         if not entry["final_loss_stable"]:
@@ -171,6 +216,8 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
                 median,
                 f"{low}-{high}",
                 fmt(entry["time_ratio"], 2, "x"),
+                ratio_range,
+                "" if key == "hand" else resolution_note(entry, target),
                 fmt(entry["us_per_step"]["median"] - hand_median if hand_median is not None else None, 0),
                 time_target,
                 fmt(entry["peak_rss_mb"]["median"], 0),
@@ -180,8 +227,8 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
                 agrees,
             ]
         )
-    headers = ["contender", "µs/step", "min-max", "x hand", "+µs/step", "target", "peak MiB", "x hand", "target"]
-    headers += ["final loss", "="]
+    headers = ["contender", "µs/step", "min-max", "x floor", "range", "noise", "+µs/step", "target", "peak MiB"]
+    headers += ["x floor", "target", "final loss", "="]
     errors = [f"- {e['label']}: {last_line(e['error'])}" for e in result["contenders"].values() if e.get("error")]
     lines = [f"### {name}: {result['description']}", "", markdown_table(headers, rows)]
     if errors:
@@ -194,12 +241,18 @@ def render(data: dict[str, Any]) -> str:
         f"## {TITLE}",
         "",
         f"Median, min and max of {data['repeats']} fresh processes per contender, alternating; one thread. "
-        "µs per optimizer step = wall time of the training call (epochs with their validation passes) / steps; "
-        "+µs/step is the difference of medians from the hand-written loop. "
-        "Peak memory is the worker's ru_maxrss (imports included). Final loss: the mean training loss of the "
-        f"final weights; '=' is ✓ when it is within {LOSS_TOLERANCE:g} (relative) of the hand-written loop's. "
-        "The regimen and Lightning rows train the hand-written loop's network; the mlp_classifier row uses "
-        "regimen's built-in model (same weights, plus softmax and an accuracy metric).",
+        "µs/step: wall time of the training call (epochs with their validation passes) / steps.",
+        "",
+        "- x floor: the median of the per-round ratios to the floor (the hand-written loop over ready-made "
+        "batches, run in the same round); range: their min-max.",
+        "- noise: 'below noise' when the rounds disagree on which is faster (the range holds 1.00), "
+        "'unresolved' when the range holds the target; the instructions table resolves those.",
+        "- +µs/step: difference of medians from the floor. Peak MiB: the worker's ru_maxrss (imports included).",
+        f"- final loss: the mean training loss of the final weights; '=' is ✓ within {LOSS_TOLERANCE:g} "
+        "(relative) of the floor's.",
+        "- The rows 'over instances' batch per-instance dicts themselves; the others get the floor's batches. "
+        "All train the floor's network; the mlp_classifier row uses regimen's built-in model (same weights, plus "
+        "softmax and an accuracy metric).",
         "",
     ]
     for name, result in data["workloads"].items():
@@ -274,6 +327,42 @@ def prepare_hand(workload: Workload, train, validation) -> tuple[Callable[[], No
     return fit, model
 
 
+def instances_of(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batches' rows as per-instance dicts, as a dataset reader yields them: a feature tensor and an int label."""
+    return [
+        {"features": features, "label": label}
+        for batch in batches
+        for features, label in zip(batch["features"], batch["label"].tolist())
+    ]
+
+
+def prepare_hand_dataloader(workload: Workload, train, validation) -> tuple[Callable[[], None], Any]:
+    """The hand-written loop as most PyTorch users write it: torch's DataLoader over a list of instances, with
+    its default per-sample collate (the same batches as the floor's, made on the fly)."""
+    import torch.utils.data
+
+    fit, model = prepare_hand(
+        workload,
+        torch.utils.data.DataLoader(instances_of(train), batch_size=workload.batch_size),
+        torch.utils.data.DataLoader(instances_of(validation), batch_size=workload.batch_size),
+    )
+    return fit, model
+
+
+def regimen_loader(instances: list[dict[str, Any]], batch_size: int, name: str, num_workers: int = 0):
+    """regimen's default DataLoader over ``instances`` in memory (a reader that yields them), in file order."""
+    from regimen.data import DatasetReader
+    from regimen.data.data_loader import DefaultDataLoader
+
+    class InMemoryReader(DatasetReader):
+        """Yields the instances it was given, whatever the path (benchmarks only; not registered)."""
+
+        def _read(self, path: str):
+            return iter(instances)
+
+    return DefaultDataLoader(InMemoryReader(), name, batch_size=batch_size, num_workers=num_workers)
+
+
 def _register_benchmark_model() -> None:
     """Register a regimen Model around ``make_network``'s network that computes only the hand-written loop's loss."""
     import torch.nn.functional as F
@@ -301,13 +390,16 @@ def _register_benchmark_model() -> None:
 
 
 def prepare_regimen(
-    key: str, name: str, quick: bool, train, validation, directory: str
+    key: str, name: str, quick: bool, train, validation, directory: str, workload: Workload | None = None
 ) -> tuple[Callable[[], None], Any]:
     from regimen.models import Model
     from regimen.registry import Params
     from regimen.trainers import Trainer
 
-    workload = (QUICK_WORKLOADS if quick else WORKLOADS)[name]
+    workload = workload or (QUICK_WORKLOADS if quick else WORKLOADS)[name]
+    if key in OVER_INSTANCES:
+        train = regimen_loader(instances_of(train), workload.batch_size, f"{name}-train")
+        validation = regimen_loader(instances_of(validation), workload.batch_size, f"{name}-validation")
     _register_benchmark_model()
     if key == "regimen_mlp_classifier":
         classifier = {
@@ -398,23 +490,28 @@ def prepare_lightning(workload: Workload, train, validation, directory: str) -> 
     return fit, module.network
 
 
-def worker(key: str, name: str, quick: bool, profile: str | None = None) -> dict[str, Any]:
+def worker(
+    key: str, name: str, quick: bool, profile: str | None = None, lengths: dict[str, int] | None = None
+) -> dict[str, Any]:
     """Build the contender (untimed), time its training call, then measure its final loss (untimed).
 
     With ``profile``, the training call runs under cProfile and its statistics are written to that file
-    (the time reported then includes the profiler's overhead).
+    (the time reported then includes the profiler's overhead). ``lengths`` replaces some of the workload's
+    ``epochs``, ``train_batches`` and ``validation_batches``.
     """
     set_single_thread()
-    workload = (QUICK_WORKLOADS if quick else WORKLOADS)[name]
+    workload = replace((QUICK_WORKLOADS if quick else WORKLOADS)[name], **(lengths or {}))
     train = make_batches(workload, workload.train_batches, seed=1)
     validation = make_batches(workload, workload.validation_batches, seed=2)
     with scratch_dir(f"step-{key}-") as directory:
         if key == "hand":
             fit, network = prepare_hand(workload, train, validation)
+        elif key == "hand_dataloader":
+            fit, network = prepare_hand_dataloader(workload, train, validation)
         elif key == "lightning":
             fit, network = prepare_lightning(workload, train, validation, str(directory))
         else:
-            fit, network = prepare_regimen(key, name, quick, train, validation, str(directory))
+            fit, network = prepare_regimen(key, name, quick, train, validation, str(directory), workload)
         profiler = cProfile.Profile() if profile else None
         start = time.perf_counter()
         if profiler is not None:
@@ -433,8 +530,11 @@ def main() -> None:
     parser.add_argument("--workload", choices=list(WORKLOADS), required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics of the training call to FILE")
+    for length in ("epochs", "train_batches", "validation_batches"):
+        parser.add_argument(f"--{length.replace('_', '-')}", type=int, metavar="N", help=f"override the {length}")
     args = parser.parse_args()
-    report(worker(args.worker, args.workload, args.quick, args.profile))
+    lengths = {k: getattr(args, k) for k in ("epochs", "train_batches", "validation_batches") if getattr(args, k)}
+    report(worker(args.worker, args.workload, args.quick, args.profile, lengths))
 
 
 if __name__ == "__main__":

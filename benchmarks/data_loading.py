@@ -1,0 +1,202 @@
+"""Data loading: instances per second of regimen's DataLoader against torch's, with a CPU-heavy per-instance transform.
+
+The same dataset on both sides: raw vectors (256 floats) and labels, and a transform per instance (a few matrix
+products and tanh, ~0.1 ms) that makes its features. torch's side is what its users write: a map-style Dataset
+whose ``__getitem__`` applies the transform, and ``torch.utils.data.DataLoader`` with its default collate. regimen's
+side is what its users write: a DatasetReader whose ``_read`` yields the transformed instances, and the default
+DataLoader with the same ``batch_size`` and ``num_workers``. Each measurement is a fresh process with one thread
+(per process), timing one epoch from a fresh loader to its last batch: reading, the transforms, worker start-up
+and collating, as in a run's first epoch. Both sides must produce the same batches (a checksum of every batch).
+
+Where the transform runs differs: torch's workers apply it, while regimen's reader applies it in the main process
+(regimen's workers only collate), so extra workers speed up torch's side and not regimen's.
+
+Run one by hand: ``python -m benchmarks.data_loading --worker regimen --num-workers 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from benchmarks.common import (
+    Options,
+    fmt,
+    last_line,
+    markdown_table,
+    progress,
+    report,
+    run_worker,
+    set_single_thread,
+    summary,
+    verdict,
+)
+from benchmarks.step_overhead import paired_ratios, resolution_note
+
+NAME = "data_loading"
+TITLE = "Data loading"
+INSTANCES, QUICK_INSTANCES = 4096, 512
+BATCH_SIZE, FEATURES, TRANSFORM_ROUNDS = 32, 256, 8
+NUM_WORKERS = (0, 1, 2)
+CONTENDERS = {"torch": "torch.utils.data.DataLoader", "regimen": "regimen DataLoader"}
+TARGET = 0.95  # regimen's throughput ≥ 0.95x torch's, at each num_workers
+
+
+# ---- the suite (parent process) ----------------------------------------------------------------------------------
+def run(options: Options) -> dict[str, Any]:
+    instances = QUICK_INSTANCES if options.quick else INSTANCES
+    data: dict[str, Any] = {"repeats": options.repeats, "quick": options.quick, "instances": instances, "rows": {}}
+    for workers in NUM_WORKERS:
+        samples: dict[str, list[dict[str, Any]]] = {key: [] for key in CONTENDERS}
+        errors: dict[str, str] = {}
+        for round_number in range(1, options.repeats + 1):
+            progress(f"data_loading/num_workers {workers}: round {round_number}/{options.repeats}")
+            for key in CONTENDERS:
+                if key in errors:
+                    continue
+                args = [key, "--num-workers", str(workers), "--instances", str(instances)]
+                try:
+                    samples[key].append(run_worker(f"benchmarks.{NAME}", *args))
+                except RuntimeError as error:
+                    errors[key] = str(error)
+        data["rows"][str(workers)] = _summarise(samples, errors)
+    print(render(data), flush=True)
+    return data
+
+
+def _summarise(samples: dict[str, list[dict[str, Any]]], errors: dict[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, runs in samples.items():
+        row[key] = {
+            "instances_per_s": summary([run["instances"] / run["seconds"] for run in runs]),
+            "checksum": runs[0]["checksum"] if runs else None,
+            "error": errors.get(key),
+        }
+    # Throughput ratio = the baseline's time over regimen's, round by round.
+    torch_seconds = [run["seconds"] for run in samples["torch"]]
+    paired = paired_ratios(torch_seconds, [run["seconds"] for run in samples["regimen"]])
+    row["ratio"] = paired
+    sums = (row["torch"]["checksum"], row["regimen"]["checksum"])
+    row["same_batches"] = None if None in sums else abs(sums[0] - sums[1]) <= 1e-6 * max(abs(sums[0]), 1.0)
+    return row
+
+
+def render(data: dict[str, Any]) -> str:
+    rows = []
+    errors = []
+    for workers, row in data["rows"].items():
+        throughput = [fmt(row[key]["instances_per_s"]["median"], 0) for key in CONTENDERS]
+        paired = row["ratio"]
+        spread = paired.get("time_ratio_range")
+        same = {True: "✓", False: "✗", None: "?"}[row["same_batches"]]
+        rows.append(
+            [
+                workers,
+                *throughput,
+                fmt(paired.get("time_ratio"), 2, "x"),
+                f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else "",
+                resolution_note(paired, TARGET),
+                verdict(paired.get("time_ratio"), TARGET, higher_is_better=True),
+                same,
+            ]
+        )
+        errors += [
+            f"- {CONTENDERS[k]}, {workers} workers: {last_line(row[k]['error'])}" for k in CONTENDERS if row[k]["error"]
+        ]
+    headers = ["num_workers", "torch inst/s", "regimen inst/s", "x torch", "range", "noise", "target", "same"]
+    lines = [
+        f"## {TITLE}",
+        "",
+        f"{data['instances']:,} instances, batch {BATCH_SIZE}, one epoch from a fresh loader; median of "
+        f"{data['repeats']} alternating fresh processes.",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "- Per instance: a vector of 256 floats through 8 rounds of a 256x256 matrix product and tanh (~0.1 ms).",
+        "- torch: a map-style Dataset that transforms in `__getitem__` (so in the workers), default collate.",
+        "- regimen: a DatasetReader that transforms in `_read` (so in the main process: regimen's workers only "
+        "collate), the default DataLoader.",
+        "- x torch: median of the per-round throughput ratios; range: their min-max; 'below noise' / "
+        "'unresolved' as in the step-overhead tables. same: both produced the same batches (checksum).",
+        *errors,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---- the worker (a fresh process per measurement) -----------------------------------------------------------------
+def make_raw(count: int) -> tuple[Any, Any, Any]:
+    """``count`` raw vectors and labels, and the transform's matrix, from fixed seeds."""
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    raw = torch.randn(count, FEATURES, generator=generator)
+    labels = torch.randint(0, 10, (count,), generator=generator).tolist()
+    weight = torch.randn(FEATURES, FEATURES, generator=generator) / FEATURES**0.5
+    return raw, labels, weight
+
+
+def transform(vector, weight):
+    """The CPU-heavy per-instance work: rounds of a matrix-vector product and tanh."""
+    import torch
+
+    for _ in range(TRANSFORM_ROUNDS):
+        vector = torch.tanh(weight @ vector)
+    return vector
+
+
+def torch_loader(count: int, num_workers: int):
+    import torch.utils.data
+
+    raw, labels, weight = make_raw(count)
+
+    class Transformed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return count
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return {"features": transform(raw[index], weight), "label": labels[index]}
+
+    return torch.utils.data.DataLoader(Transformed(), batch_size=BATCH_SIZE, num_workers=num_workers)
+
+
+def regimen_loader(count: int, num_workers: int):
+    from regimen.data import DatasetReader
+    from regimen.data.data_loader import DefaultDataLoader
+
+    raw, labels, weight = make_raw(count)
+
+    class TransformingReader(DatasetReader):
+        """Yields each raw vector's transformed instance (benchmarks only; not registered)."""
+
+        def _read(self, path: str):
+            for index in range(count):
+                yield {"features": transform(raw[index], weight), "label": labels[index]}
+
+    return DefaultDataLoader(TransformingReader(), "raw", batch_size=BATCH_SIZE, num_workers=num_workers)
+
+
+def worker(key: str, num_workers: int, count: int) -> dict[str, Any]:
+    set_single_thread()
+    loader = (torch_loader if key == "torch" else regimen_loader)(count, num_workers)
+    checksum, instances = 0.0, 0
+    start = time.perf_counter()
+    for batch in loader:
+        instances += len(batch["label"])
+        checksum += float(batch["features"].sum()) + float(batch["label"].sum())
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "instances": instances, "checksum": checksum}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=list(CONTENDERS), required=True)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--instances", type=int, default=INSTANCES)
+    args = parser.parse_args()
+    report(worker(args.worker, args.num_workers, args.instances))
+
+
+if __name__ == "__main__":
+    main()
