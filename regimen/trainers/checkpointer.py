@@ -245,11 +245,9 @@ class Checkpointer(Registrable):
         """
         position = (num_epochs_completed, num_batches_in_epoch_completed)
         model_path, training_path = self._paths(position)
-        if not self._cleaned:  # this process's own temporary files are always put in place or removed
+        if not self._cleaned:
             self._writer.wait()
-            training_path.parent.mkdir(parents=True, exist_ok=True)
-            self._remove_temporaries(training_path.parent)
-            self._cleaned = True
+            self._clean_once(training_path.parent)
         with trainer.get_checkpoint_state() as (model_state, training_state):
             training = write_temporary(training_path, saving(training_state))
             try:
@@ -291,10 +289,7 @@ class Checkpointer(Registrable):
         shards = model_path.with_name(f".{model_path.name}.shards.tmp")
         if distributed.is_primary:
             self._writer.wait()  # best.th of this step is in place before the checkpoint
-            training_path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._cleaned:
-                self._remove_temporaries(training_path.parent)
-                self._cleaned = True
+            self._clean_once(training_path.parent)
             shutil.rmtree(shards, ignore_errors=True)  # left by a save of this position that was interrupted
         distributed.barrier()
         training = None
@@ -444,6 +439,15 @@ class Checkpointer(Registrable):
         }
         incomplete = [path for files in found.values() if len(files) == 1 for path in files.values()]
         return complete, incomplete
+
+    def _clean_once(self, directory: Path) -> None:
+        """Before this process's first save (with no save of its own under way): create ``directory`` and delete
+        the temporary files an interrupted process left there. This process's own temporaries are always put in
+        place or removed."""
+        if not self._cleaned:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._remove_temporaries(directory)
+            self._cleaned = True
 
     def _remove_temporaries(self, directory: Path) -> None:
         for entry in os.scandir(directory):
