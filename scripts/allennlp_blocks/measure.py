@@ -8,7 +8,8 @@ setting, and each change is recorded in the report:
 - ``num_epochs`` is capped at 1 (set to 1 when absent: AllenNLP's default is 20);
 - ``cuda_device`` is forced to -1 (CPU), whatever it named (a GPU, a list of GPUs);
 - ``validation_metric`` naming a metric the fixture model does not compute (it reports ``accuracy`` and
-  ``loss``) becomes ``accuracy`` with the block's sign; such a name belongs to the original model.
+  ``loss``) becomes ``accuracy`` with the block's sign; such a name belongs to the original model. In a list
+  of metrics (AllenNLP 2.x accepts one) each such name is replaced so, and repeats are dropped.
 
 Parameter-group regexes are left as written: AllenNLP warns about a regex that matches no parameter and so
 does regimen. ``regimen train`` says whether a block trains (exit 0); for one that does not,
@@ -67,11 +68,19 @@ def adjust(trainer: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         notes.append(f"cuda_device {block['cuda_device']} -> -1")
         block["cuda_device"] = -1
     metric = block.get("validation_metric")
-    if isinstance(metric, str) and metric.lstrip("+-") not in FIXTURE_METRICS:
-        sign = "-" if metric.startswith("-") else "+"
-        block["validation_metric"] = f"{sign}accuracy"
-        notes.append(f"validation_metric {metric} -> {sign}accuracy")
+    names = [metric] if isinstance(metric, str) else metric if isinstance(metric, list) else []
+    if any(isinstance(name, str) and name.lstrip("+-") not in FIXTURE_METRICS for name in names):
+        replaced = list(dict.fromkeys(fixture_metric(name) for name in names))
+        block["validation_metric"] = replaced[0] if isinstance(metric, str) else replaced
+        notes.append(f"validation_metric {json.dumps(metric)} -> {json.dumps(block['validation_metric'])}")
     return block, notes
+
+
+def fixture_metric(name: str) -> str:
+    """``name`` if the fixture model computes it, else ``accuracy`` with ``name``'s sign."""
+    if name.lstrip("+-") in FIXTURE_METRICS:
+        return name
+    return ("-" if name.startswith("-") else "+") + "accuracy"
 
 
 def error_lines(output: str) -> str:
