@@ -33,7 +33,7 @@ from regimen.trainers.checkpointer import Checkpointer
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.divergence import divergence_error
 from regimen.trainers.evaluation import move_to_device, sum_named_losses
-from regimen.trainers.legacy_keys import CHECKPOINTER_KEYS, TENSORBOARD_KEYS, gather_configured_callbacks, moved_keys
+from regimen.trainers.legacy_keys import gather_configured_callbacks, legacy_trainer_keys
 from regimen.trainers.loss_totals import LossTotals, RunningMetrics
 from regimen.trainers.lr_schedulers import LearningRateScheduler
 from regimen.trainers.memory import peak_memory_mb
@@ -97,7 +97,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
       whenever stderr is not a terminal).
     - `checkpointer` (Checkpointer, "default"; null: no checkpoints): when to save and how many to keep. A
       trainer whose serialization directory holds checkpoints resumes from the newest complete one.
-    - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization.
+    - `run_confidence_checks` (bool, true): on the first batch, fail if a biased layer feeds batch normalization;
+      AllenNLP 2.x's deprecated `run_sanity_checks` is read as it, with a deprecation note.
     """
 
     def __init__(
@@ -215,17 +216,18 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         should_log_parameter_statistics: bool | None = None,
         should_log_learning_rate: bool | None = None,
         log_batch_size_period: int | None = None,
+        run_sanity_checks: bool | None = None,
         **kwargs: Any,
     ) -> GradientDescentTrainer:
         """Build the components that need the model or the optimizer, then the trainer."""
-        era_keys = locals()  # AllenNLP 0.9's trainer-level keys go where they moved
-        checkpointer_keys = moved_keys(era_keys, CHECKPOINTER_KEYS, "checkpointer", checkpointer)
-        tensorboard_keys = moved_keys(era_keys, TENSORBOARD_KEYS, "tensorboard_writer", tensorboard_writer)
+        # Older AllenNLP trainer keys go where they moved, or into kwargs by their new names.
+        checkpointer_keys, tensorboard_keys = legacy_trainer_keys(locals(), checkpointer, tensorboard_writer, kwargs)
         defaults = init_defaults(cls)
-        if kwargs.get("distributed") is not None:  # the schedules count this worker's steps
-            data_loader = kwargs["distributed"].shard(data_loader)
         freeze_parameters(model, no_grad or [])
-        if kwargs.get("distributed") is not None:  # FSDP replaces the parameters: shard before the optimizer
+        if (
+            kwargs.get("distributed") is not None
+        ):  # schedules count this worker's steps; FSDP shards before the optimizer
+            data_loader = kwargs["distributed"].shard(data_loader)
             kwargs["distributed"].shard_model(model)
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         built_optimizer = optimizer.construct(model_parameters=parameters)
@@ -368,10 +370,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         total = totals.sums.get("loss")
         if total is not None and not math.isfinite(float(total)):
             where = f"at epoch {epoch}, batches {first} to {max(first, self._batches_in_epoch - 1)}"
-            clipped = self._grad_norm is not None and not isinstance(self._grad_norm, bool)
-            clipped = clipped or self._grad_clipping is not None
-            float16 = self._precision.dtype == torch.float16
-            raise divergence_error(float(total), where, self.optimizer, clipped, float16)
+            clipped = self._grad_clipping is not None or type(self._grad_norm) in (int, float)  # not a bool
+            raise divergence_error(float(total), where, self.optimizer, clipped, self._precision.dtype == torch.float16)
 
     def _save_after_step(self, epochs_completed: int, batches_in_epoch: int) -> None:
         """Save a checkpoint when one is due, and stop (after saving) when a signal asked for it."""

@@ -33,6 +33,21 @@ TENSORBOARD_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "log_batch_size_period": ("batch_size_interval", _same),
 }
 
+# AllenNLP 2.x key of the trainer -> the key that replaced it (2.10 still reads the old one, deprecated).
+RENAMED_KEYS = {"run_sanity_checks": "run_confidence_checks"}
+
+
+def renamed_keys(given: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """Put each old name of `RENAMED_KEYS` that ``given`` (the trainer's arguments) sets into ``kwargs`` under its
+    new name, with one deprecation note; both names written is a ConfigurationError."""
+    for old, new in RENAMED_KEYS.items():
+        if given.get(old) is None:
+            continue
+        if new in kwargs:
+            raise ConfigurationError(f"and {new} are one setting (its old and new name); give only {new}", key=old)
+        logger.warning("trainer.%s is deprecated (AllenNLP 2.x): write it as trainer.%s", old, new)
+        kwargs[new] = given[old]
+
 
 def moved_keys(
     given: dict[str, Any], table: dict[str, tuple[str, Callable[[Any], Any]]], block: str, lazy: Lazy[Any] | None
@@ -54,6 +69,18 @@ def moved_keys(
         )
         moved[new] = convert(given[old])
     return moved
+
+
+def legacy_trainer_keys(
+    given: dict[str, Any], checkpointer: Lazy[Any] | None, tensorboard_writer: Lazy[Any] | None, kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The extras for the checkpointer and the tensorboard writer from ``given`` (the trainer's arguments) by
+    `moved_keys`; renamed keys go into ``kwargs`` (the trainer's other arguments) by `renamed_keys`."""
+    renamed_keys(given, kwargs)
+    return (
+        moved_keys(given, CHECKPOINTER_KEYS, "checkpointer", checkpointer),
+        moved_keys(given, TENSORBOARD_KEYS, "tensorboard_writer", tensorboard_writer),
+    )
 
 
 def gather_configured_callbacks(

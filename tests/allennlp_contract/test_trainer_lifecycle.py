@@ -1,5 +1,5 @@
 """AllenNLP 2.10's trainer contract, through `regimen train` and `regimen evaluate` in a subprocess: when metrics
-are read, when each callback hook fires, which epochs validate, who runs the backward pass, and 0.9's keys.
+are read, when each callback hook fires, which epochs validate, who runs the backward pass, and older eras' keys.
 
 Each test names in its docstring the AllenNLP source file whose behaviour it pins."""
 
@@ -77,6 +77,18 @@ class RecordHooks(TrainerCallback):
         self.events.append(f"end {epoch}")
         with open(os.path.join(self.serialization_dir, "hooks.json"), "w") as file:
             json.dump(self.events, file)
+
+
+@Model.register("bias_before_batch_norm")
+class BiasBeforeBatchNorm(Model):
+    def __init__(self, input_dim: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(input_dim, 4)  # a bias that batch normalization cancels
+        self.norm = torch.nn.BatchNorm1d(4)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, features, label=None):
+        return {"loss": torch.nn.functional.cross_entropy(self.out(self.norm(self.linear(features))), label)}
 
 
 @TrainerCallback.register("own_backward")
@@ -230,3 +242,53 @@ def test_a_0_9_key_given_in_both_places_is_a_configuration_error(tmp_path):
     assert "trainer.num_serialized_models_to_keep" in result.stderr
     assert "checkpointer.keep_most_recent_by_count are one setting" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+BIASED_MODEL = {"model": {"type": "bias_before_batch_norm", "input_dim": 4}, "trainer.validation_metric": "-loss"}
+
+
+def test_run_sanity_checks_is_read_as_run_confidence_checks(tmp_path):
+    """Pins allennlp/training/gradient_descent_trainer.py `GradientDescentTrainer.__init__`: `run_sanity_checks`
+    (2.x's first name, passed through `from_partial_objects`'s kwargs) is deprecated in favour of
+    `run_confidence_checks` and its value is used. The confidence checks stop a model whose biased layer feeds
+    batch normalization; `run_sanity_checks: false` turns them off with one deprecation note."""
+    checked = train(tmp_path, BIASED_MODEL, run="checked")
+    assert checked.returncode != 0
+    assert "run_confidence_checks" in checked.stderr and "BatchNorm1d" in checked.stderr
+    result = train(tmp_path, {**BIASED_MODEL, "trainer.run_sanity_checks": False})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("trainer.run_sanity_checks is deprecated") == 1
+    assert "write it as trainer.run_confidence_checks" in result.stderr
+
+
+def test_run_sanity_checks_and_run_confidence_checks_together_are_refused(tmp_path):
+    """allennlp/training/gradient_descent_trainer.py lets `run_sanity_checks` silently win over
+    `run_confidence_checks`; regimen refuses the pair before training (one setting under two names), as it
+    refuses 0.9's keys written in both places, and writes nothing."""
+    both = {"trainer.run_sanity_checks": False, "trainer.run_confidence_checks": True}
+    result = train(tmp_path, both)
+    assert result.returncode == 2, result.stderr
+    assert "trainer.run_sanity_checks: and run_confidence_checks are one setting" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tensorboard_writer_nested_in_the_tensorboard_callback_is_read(tmp_path):
+    """Pins AllenNLP 2.0-2.4's allennlp/training/trainer.py, whose `TensorBoardCallback` took its settings in a
+    nested `tensorboard_writer: Lazy[TensorBoardWriter]`; allennlp-models' test fixtures
+    (lm/language_model/experiment_unsampled.jsonnet) still write `{"type": "tensorboard", "tensorboard_writer":
+    {"batch_size_interval": 1}}`. The nested keys act as the callback's own, with one deprecation note."""
+    callback = {"type": "tensorboard", "tensorboard_writer": {"batch_size_interval": 1, "summary_interval": 1}}
+    result = train(tmp_path, {"trainer.num_epochs": 1, "trainer.callbacks": [callback]})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("tensorboard_writer is AllenNLP 2.0's place for its keys") == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "log" / "train"))
+    events.Reload()
+    batch_sizes = events.Scalars("batch_size")
+    assert len(batch_sizes) == len(events.Scalars("loss")) > 1  # every step, as batch_size_interval 1 asks
+    typo = train(
+        tmp_path, {"trainer.callbacks": [{"type": "tensorboard", "tensorboard_writer": {"sumary": 1}}]}, run="t"
+    )
+    assert typo.returncode == 2
+    assert 'trainer.callbacks.0.tensorboard_writer.sumary: unknown key "sumary"' in typo.stderr

@@ -7,10 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from regimen.registry import ConfigurationError
+from regimen.registry.from_params import init_defaults
 from regimen.trainers.callbacks import log_writer
 from regimen.trainers.callbacks.callback import TrainerCallback
 
 logger = logging.getLogger(__name__)
+
+
+class TensorBoardWriterKeys:
+    """AllenNLP 2.0-2.4's `tensorboard_writer` object inside the tensorboard callback: the callback's own keys one
+    level down (`summary_interval`, `distribution_interval` / `histogram_interval`, `batch_size_interval`,
+    `should_log_parameter_statistics`, `should_log_learning_rate`)."""
+
+    def __init__(
+        self,
+        summary_interval: int | None = None,
+        distribution_interval: int | None = None,
+        histogram_interval: int | None = None,
+        batch_size_interval: int | None = None,
+        should_log_parameter_statistics: bool | None = None,
+        should_log_learning_rate: bool | None = None,
+    ) -> None:
+        given = dict(locals())
+        self.given = {name: value for name, value in given.items() if name != "self" and value is not None}
 
 
 @TrainerCallback.register("tensorboard")
@@ -29,6 +48,8 @@ class TensorBoardCallback(TrainerCallback):
       (``parameter_mean/<name>``, ``parameter_std/<name>``; ``gradient_mean/<name>``, ``gradient_std/<name>``
       of the gradients of the step).
     - `should_log_learning_rate` (bool, true): the learning rate of each parameter group at each summary.
+    - `tensorboard_writer` (object, null): AllenNLP 2.0-2.4 nested the keys above in it; they are read from there
+      with a deprecation note (a key given in both places is a ConfigurationError).
 
     Each validation writes the epoch's training metrics to ``train`` and validation metrics to ``validation``
     with the epoch as the step.
@@ -43,6 +64,7 @@ class TensorBoardCallback(TrainerCallback):
         batch_size_interval: int | None = None,
         should_log_parameter_statistics: bool = True,
         should_log_learning_rate: bool = True,
+        tensorboard_writer: TensorBoardWriterKeys | None = None,
     ) -> None:
         super().__init__(serialization_dir)
         if distribution_interval is not None and histogram_interval is not None:
@@ -55,8 +77,25 @@ class TensorBoardCallback(TrainerCallback):
         self.batch_size_interval = batch_size_interval
         self.should_log_parameter_statistics = should_log_parameter_statistics
         self.should_log_learning_rate = should_log_learning_rate
+        if tensorboard_writer is not None:
+            self._read_nested_keys(tensorboard_writer.given)
         self._writers: dict[str, Any] = {}
         self._step = 0
+
+    def _read_nested_keys(self, given: dict[str, Any]) -> None:
+        """Take the keys AllenNLP 2.0-2.4 wrote in ``tensorboard_writer`` as this callback's own."""
+        logger.warning(
+            "callback tensorboard: tensorboard_writer is AllenNLP 2.0's place for its keys (%s): write them in the "
+            "tensorboard callback itself",
+            ", ".join(given),
+        )
+        defaults = init_defaults(TensorBoardCallback)
+        for name, value in given.items():
+            attribute = "histogram_interval" if name == "distribution_interval" else name
+            if getattr(self, attribute) != defaults[name]:
+                message = f"and {attribute} of the tensorboard callback are one setting; give only one"
+                raise ConfigurationError(message, key=f"tensorboard_writer.{name}")
+            setattr(self, attribute, value)
 
     def on_start(self, trainer: Any, is_primary: bool = True, **kwargs: Any) -> None:
         if not is_primary or self.serialization_dir is None:
