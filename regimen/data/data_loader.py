@@ -119,7 +119,15 @@ class DefaultDataLoader(DataLoader):
         batch_sampler: BatchSampler | null = null
             How to group instances into batches (``{"type": "bucket", "batch_size": 32}``), instead of batch_size.
         pin_memory: bool = false
-            Put batches in pinned memory, which speeds up copying them to a GPU.
+            Put batches in pinned memory, which speeds up copying them to a GPU: the trainer then copies each batch
+            without waiting for it, the next one while the current one computes.
+        persistent_workers: bool = false
+            Keep the worker processes (and the dataset each was sent) alive from one pass to the next instead of
+            starting them again every epoch; needs num_workers > 0 and the data in memory (no
+            max_instances_in_memory, whose every chunk is a new dataset). The workers' random seeds are drawn
+            once (the default collate draws no random numbers).
+        prefetch_factor: int | null = null
+            Batches each worker prepares ahead (torch's default, 2, when null); needs num_workers > 0.
         start_method: "fork" | "spawn" | "forkserver" | null = null
             How worker processes are started; null uses the platform's default.
 
@@ -139,12 +147,15 @@ class DefaultDataLoader(DataLoader):
         max_instances_in_memory: int | None = None,
         batch_sampler: BatchSampler | None = None,
         pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
         start_method: Literal["fork", "spawn", "forkserver"] | None = None,
         seed: int = 0,
     ) -> None:
         _check_settings(
             batch_size, shuffle, drop_last, num_workers, batches_per_epoch, max_instances_in_memory, batch_sampler
         )
+        _check_worker_settings(num_workers, persistent_workers, prefetch_factor, max_instances_in_memory)
         self.reader = reader
         self.data_path = data_path
         self.batch_size = batch_size
@@ -155,11 +166,14 @@ class DefaultDataLoader(DataLoader):
         self.max_instances_in_memory = max_instances_in_memory
         self.batch_sampler = batch_sampler
         self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
         self.start_method = start_method
         self.seed = seed
         self.rank, self.world_size = 0, 1
         self._instances: list[Instance] | None = None  # the whole dataset, when it is kept in memory
         self._batches_per_pass: int | None = None
+        self._workers: tuple[torch.utils.data.DataLoader, _PassBatches] | None = None  # with persistent_workers
 
     # ---- the public interface -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -317,18 +331,32 @@ class DefaultDataLoader(DataLoader):
         """The batches of ``numbered`` (position in the file, instance) pairs, each an `IndexedBatch`."""
         if not batches:
             return iter(())
-        loader = torch.utils.data.DataLoader(
+        if num_workers > 0 and self.persistent_workers:
+            # One torch loader for the whole run: its workers keep the in-memory dataset; each pass sets the batches.
+            if self._workers is None:
+                sampler = _PassBatches()
+                self._workers = self._torch_loader(numbered, sampler, num_workers, seeds), sampler
+            loader, sampler = self._workers
+            sampler.batches = batches
+            return iter(loader)
+        return iter(self._torch_loader(numbered, batches, num_workers, seeds))
+
+    def _torch_loader(
+        self, numbered: Sequence[tuple[int, Instance]], batches: Any, num_workers: int, seeds: torch.Generator
+    ) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
             numbered,  # type: ignore[arg-type]  # a sequence is a map-style dataset
             batch_sampler=batches,
             collate_fn=collate_numbered,
             num_workers=num_workers,
             pin_memory=self.pin_memory,
             multiprocessing_context=self.start_method if num_workers > 0 else None,
+            persistent_workers=self.persistent_workers and num_workers > 0,
+            prefetch_factor=self.prefetch_factor if num_workers > 0 else None,
             # torch draws its workers' base seed from this generator; without one it would draw from (and so
             # change) the global torch random state every time a pass starts.
             generator=seeds,
         )
-        return iter(loader)
 
     # ---- reading -----------------------------------------------------------------------------------------------
     def _load(self) -> list[Instance]:
@@ -365,6 +393,19 @@ class _Located(NamedTuple):
     batches: list[tuple[int, list[int]]]  # (position in the endless sequence of passes, indices into instances)
     pass_index: int
     chunk_index: int
+
+
+class _PassBatches:
+    """The batch sampler of a loader whose workers persist: the index lists of the pass being produced."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class _Numbered(Sequence):
@@ -424,6 +465,26 @@ def _check_settings(
                 key="max_instances_in_memory",
             )
         )
+    if errors:
+        raise ConfigurationError.combine(errors)
+
+
+def _check_worker_settings(
+    num_workers: int, persistent_workers: bool, prefetch_factor: int | None, max_instances_in_memory: int | None
+) -> None:
+    """The worker-process keys' mistakes, reported together as ConfigurationErrors at their keys."""
+    errors = []
+    for key, given in (("persistent_workers", persistent_workers), ("prefetch_factor", prefetch_factor is not None)):
+        if given and num_workers == 0:
+            errors.append(ConfigurationError("needs worker processes: set num_workers above 0", key=key))
+    if prefetch_factor is not None and prefetch_factor < 1:
+        errors.append(ConfigurationError(f"must be at least 1, got {prefetch_factor}", key="prefetch_factor"))
+    if persistent_workers and max_instances_in_memory is not None:
+        message = (
+            "cannot be set together with max_instances_in_memory: every chunk read from disk is a new dataset, "
+            "so the workers cannot keep theirs; remove one of the two"
+        )
+        errors.append(ConfigurationError(message, key="persistent_workers"))
     if errors:
         raise ConfigurationError.combine(errors)
 

@@ -12,6 +12,7 @@ import torch
 
 from regimen.data.collate import batch_size
 from regimen.models import Model
+from regimen.trainers.device_batches import batches_on_device
 from regimen.trainers.loss_totals import LossTotals
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ def evaluate(
     file: IO[str] | None = open(predictions_output_file, "w") if predictions_output_file else None
     try:
         with torch.inference_mode():
-            for batch in batches:
-                output = sum_named_losses(dict(model(**move_to_device(batch, device))), model)
+            for batch in batches if device.type == "cpu" else batches_on_device(batches, device):
+                output = sum_named_losses(dict(model(**batch)), model)
                 totals.add(output, batch)
                 if file is not None:
                     for instance in _per_instance(output, batch_size(batch)):
@@ -82,14 +83,3 @@ def _per_instance(output: dict[str, Any], batch_size: int | None) -> list[dict[s
         elif isinstance(value, list) and len(value) == batch_size:
             columns[name] = value
     return [{name: values[row] for name, values in columns.items()} for row in range(batch_size or 0)]
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor in it moved to ``device`` (nested dicts, lists and tuples included)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {key: move_to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(value, device) for value in batch)
-    return batch

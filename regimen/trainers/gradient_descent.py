@@ -30,9 +30,10 @@ from regimen.trainers.callbacks.callback import BatchCallback, EpochCallback, Ho
 from regimen.trainers.callbacks.defaults import gather_callbacks
 from regimen.trainers.checkpointed_state import CheckpointedState
 from regimen.trainers.checkpointer import Checkpointer
+from regimen.trainers.device_batches import batches_on_device
 from regimen.trainers.distributed import Distributed
 from regimen.trainers.divergence import divergence_error
-from regimen.trainers.evaluation import move_to_device, sum_named_losses
+from regimen.trainers.evaluation import sum_named_losses
 from regimen.trainers.legacy_keys import gather_configured_callbacks, legacy_trainer_keys
 from regimen.trainers.loss_totals import LossTotals, RunningMetrics
 from regimen.trainers.lr_schedulers import LearningRateScheduler
@@ -145,7 +146,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
         checkpoint_activations(self.model, activation_checkpointing or [])
-        self._moves_batches = self.device.type != "cpu"
+        self._moves_batches = self.device.type != "cpu"  # batches are made on the CPU
         # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
         self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
@@ -387,7 +388,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
 
     def _optimizer_step(
         self, group: tuple[dict[str, Any], ...], totals: LossTotals
-    ) -> tuple[list[dict[str, Any]], float | None]:
+    ) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
         """Clear the last step's gradients, backward over each batch of the group, then unscale, clip, schedule,
         step, average (in that order). The gradients stay until the next step, for callbacks (as in AllenNLP)."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -422,8 +423,6 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
 
     def _run_batch(self, batch: dict[str, Any], for_training: bool) -> dict[str, Any]:
         """The model's output for one batch, with ``loss`` summed over named losses and the penalty added."""
-        if self._moves_batches:  # batches are made on the CPU
-            batch = move_to_device(batch, self.device)
         with self._precision.autocast():
             output = sum_named_losses(dict(self._forward(**batch)), self.model)
         if "loss" not in output:
@@ -565,12 +564,13 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _batches(self, loader: Iterable[dict[str, Any]], epoch: int, start: int = 0) -> Iterable[dict[str, Any]]:
-        """The batches of ``epoch`` from batch ``start`` on; regimen's loaders skip without producing them."""
-        if hasattr(loader, "iter_epoch"):
-            return loader.iter_epoch(epoch, start)
-        if hasattr(loader, "set_epoch"):
+        """The batches of ``epoch`` from batch ``start`` on (regimen's loaders skip without producing them), moved to
+        the model's device one batch ahead (see `batches_on_device`)."""
+        iter_epoch = getattr(loader, "iter_epoch", None)
+        if iter_epoch is None and hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
-        return itertools.islice(loader, start, None)
+        batches = iter_epoch(epoch, start) if iter_epoch is not None else itertools.islice(loader, start, None)
+        return batches_on_device(batches, self.device) if self._moves_batches else batches
 
     def _final_metrics(self, first_epoch: int, duration: float) -> dict[str, Any]:
         metrics: dict[str, Any] = {

@@ -62,16 +62,19 @@ class OptimizerLosses:
             precision.backward(loss, optimizer, inputs=inputs, retain_graph=number < len(terms))
         return True
 
-    def clip(self, model: torch.nn.Module, grad_norm: float | bool | None, grad_clipping: float | None) -> float | None:
+    def clip(
+        self, model: torch.nn.Module, grad_norm: float | bool | None, grad_clipping: float | None
+    ) -> torch.Tensor | None:
         """The trainer's clipping of a step's gradients: rescale to ``grad_norm`` (true: only measure; returns the
-        norm before clipping), then clamp values to ``grad_clipping``. Each optimizer's parameters are rescaled
-        on their own when the step's losses were routed to them."""
+        norm before clipping, a 0-dim tensor on the device, as AllenNLP's `rescale_gradients` does: reading it is
+        left to whoever needs the number), then clamp values to ``grad_clipping``. Each optimizer's parameters are
+        rescaled on their own when the step's losses were routed to them."""
         measured = None
         if grad_norm is not None and grad_norm is not False:
             limit = float("inf") if grad_norm is True else float(grad_norm)
             sets = list(self.parameters.values()) if self.routed else [list(model.parameters())]
             norms = [torch.nn.utils.clip_grad_norm_([p for p in ps if p.grad is not None], limit) for ps in sets]
-            measured = float(torch.linalg.vector_norm(torch.stack(norms)))
+            measured = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
         if grad_clipping is not None:
             torch.nn.utils.clip_grad_value_(model.parameters(), grad_clipping)
         return measured

@@ -406,6 +406,41 @@ def test_two_worker_processes_give_the_same_batches_as_the_main_process():
     assert_same_batches(with_workers, in_process)
 
 
+def test_persistent_workers_keep_their_processes_and_give_the_same_batches_every_epoch():
+    import gc
+    import multiprocessing
+
+    def children() -> set[int | None]:  # this process's children that other tests did not leave behind
+        return {process.pid for process in multiprocessing.active_children()} - before
+
+    before: set[int | None] = set()
+    before = children()
+    config = {"batch_size": 3, "shuffle": True, "batches_per_epoch": 4}
+    in_process = build(config, seed=3)
+    persistent = build({**config, "num_workers": 1, "persistent_workers": True, "prefetch_factor": 3}, seed=3)
+    workers = []
+    for epoch in range(3):  # batches_per_epoch 4 of 7 per pass: epochs cross passes, each pass in a new order
+        assert_same_batches(list(persistent.iter_epoch(epoch)), list(in_process.iter_epoch(epoch)))
+        workers.append(children())
+    assert len(workers[0]) == 1 and workers == [workers[0]] * 3  # one process, alive from epoch to epoch
+    resumed = list(persistent.iter_epoch(4, start_batch=2))  # mid-epoch, as a resumed run asks
+    assert_same_batches(resumed, list(in_process.iter_epoch(4, start_batch=2)))
+    del persistent
+    gc.collect()
+    assert not children()  # the workers end with their loader
+
+
+def test_worker_keys_need_worker_processes():
+    with pytest.raises(ConfigurationError) as info:
+        build({"batch_size": 4, "persistent_workers": True, "prefetch_factor": 0})
+    message = str(info.value)
+    assert "data_loader.persistent_workers: needs worker processes: set num_workers above 0" in message
+    assert "data_loader.prefetch_factor: needs worker processes: set num_workers above 0" in message
+    assert "data_loader.prefetch_factor: must be at least 1, got 0" in message
+    with pytest.raises(ConfigurationError, match=r"data_loader\.persistent_workers: cannot be set together with max"):
+        build({"batch_size": 4, "num_workers": 1, "persistent_workers": True, "max_instances_in_memory": 8})
+
+
 def test_bucket_batch_sampler_through_the_loader():
     config = {"batch_sampler": {"type": "bucket", "batch_size": 4, "padding_noise": 0.0}}
     loader = build(config, seed=1)

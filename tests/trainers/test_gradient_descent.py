@@ -218,6 +218,7 @@ def test_grad_norm_true_only_measures():
     trainer._callbacks.append(RecordNorm())
     trainer.train()
     assert len(norms) == 8 and all(norm > 0 for norm in norms)
+    assert all(isinstance(norm, torch.Tensor) and norm.dim() == 0 for norm in norms)  # read when needed: no sync
 
 
 def test_grad_clipping_and_grad_norm_bound_the_update():

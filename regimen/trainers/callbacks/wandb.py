@@ -258,7 +258,7 @@ class WandBCallback(TrainerCallback):
         if self.should_log_parameter_statistics:
             values.update(log_writer.parameter_statistics(trainer.model))
             if batch_grad_norm is not None:
-                values["gradient_norm"] = batch_grad_norm
+                values["gradient_norm"] = float(batch_grad_norm)
         if self.should_log_learning_rate:
             values.update(log_writer.learning_rates(trainer.model, trainer.optimizer))
         for key, output_key in (("batch_loss", "loss"), ("batch_reg_loss", "reg_loss")):
