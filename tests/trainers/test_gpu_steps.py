@@ -39,7 +39,7 @@ class SyncsAreErrors(TrainerCallback):
         super().__init__(None)
         self.steps_checked = 0
 
-    def on_batch(self, trainer, *args, is_training=True, **kwargs):
+    def on_batch(self, trainer, batch_inputs, batch_outputs, batch_metrics, epoch, batch_number, is_training, **kwargs):
         if is_training:
             self.steps_checked += torch.cuda.get_sync_debug_mode() == 2
             torch.cuda.set_sync_debug_mode("error")
