@@ -3,13 +3,14 @@
 The same dataset on both sides: raw vectors (256 floats) and labels, and a transform per instance (a few matrix
 products and tanh, ~0.1 ms) that makes its features. torch's side is what its users write: a map-style Dataset
 whose ``__getitem__`` applies the transform, and ``torch.utils.data.DataLoader`` with its default collate. regimen's
-side is what its users write: a DatasetReader whose ``_read`` yields the transformed instances, and the default
-DataLoader with the same ``batch_size`` and ``num_workers``. Each measurement is a fresh process with one thread
+side is what its users write: a DatasetReader whose ``_read`` yields the raw instances and whose
+``transform_instance`` transforms each, and the default DataLoader with the same ``batch_size`` and
+``num_workers``. Each measurement is a fresh process with one thread
 (per process), timing one epoch from a fresh loader to its last batch: reading, the transforms, worker start-up
 and collating, as in a run's first epoch. Both sides must produce the same batches (a checksum of every batch).
 
-Where the transform runs differs: torch's workers apply it, while regimen's reader applies it in the main process
-(regimen's workers only collate), so extra workers speed up torch's side and not regimen's.
+Both sides transform where they batch: torch's Dataset in ``__getitem__``, regimen's reader in
+``transform_instance``, which the loader calls in its worker processes when ``num_workers`` is above 0.
 
 Run one by hand: ``python -m benchmarks.data_loading --worker regimen --num-workers 2``.
 """
@@ -17,6 +18,7 @@ Run one by hand: ``python -m benchmarks.data_loading --worker regimen --num-work
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from typing import Any
 
@@ -115,8 +117,8 @@ def render(data: dict[str, Any]) -> str:
         "",
         "- Per instance: a vector of 256 floats through 8 rounds of a 256x256 matrix product and tanh (~0.1 ms).",
         "- torch: a map-style Dataset that transforms in `__getitem__` (so in the workers), default collate.",
-        "- regimen: a DatasetReader that transforms in `_read` (so in the main process: regimen's workers only "
-        "collate), the default DataLoader.",
+        "- regimen: a DatasetReader that transforms in `transform_instance` (in the loader's workers, as torch's "
+        "`__getitem__`), the default DataLoader.",
         "- x torch: median of the per-round throughput ratios; range: their min-max; 'below noise' / "
         "'unresolved' as in the step-overhead tables. same: both produced the same batches (checksum).",
         *errors,
@@ -168,11 +170,17 @@ def regimen_loader(count: int, num_workers: int):
     raw, labels, weight = make_raw(count)
 
     class TransformingReader(DatasetReader):
-        """Yields each raw vector's transformed instance (benchmarks only; not registered)."""
+        """Yields each raw vector as an instance and transforms it in `transform_instance`, which the loader calls
+        as it batches (in its workers when there are any), every epoch, as torch's ``__getitem__`` does (benchmarks
+        only; not registered)."""
 
         def _read(self, path: str):
             for index in range(count):
-                yield {"features": transform(raw[index], weight), "label": labels[index]}
+                yield {"features": raw[index], "label": labels[index]}
+
+        def transform_instance(self, instance: dict[str, Any]) -> dict[str, Any]:
+            instance["features"] = transform(instance["features"], weight)
+            return instance
 
     return DefaultDataLoader(TransformingReader(), "raw", batch_size=BATCH_SIZE, num_workers=num_workers)
 
@@ -180,6 +188,10 @@ def regimen_loader(count: int, num_workers: int):
 def worker(key: str, num_workers: int, count: int) -> dict[str, Any]:
     set_single_thread()
     loader = (torch_loader if key == "torch" else regimen_loader)(count, num_workers)
+    # Importing torch leaves objects for Python's first full garbage collection, which whichever side allocates many
+    # lasting objects first would pay inside its timing (~90 ms here: regimen's reader keeps its instances): pay it
+    # before timing, on both sides.
+    gc.collect()
     checksum, instances = 0.0, 0
     start = time.perf_counter()
     for batch in loader:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy
@@ -77,7 +77,8 @@ class DefaultDataLoader(DataLoader):
     Batches are either consecutive runs of ``batch_size`` instances (in file order, or in a random order with
     ``shuffle``) or whatever ``batch_sampler`` groups together; each is turned into tensors by ``collate`` (see
     its docstring for padding and masks), in ``num_workers`` worker processes when that is above 0 (through
-    ``torch.utils.data.DataLoader``, which gets the batches' index lists).
+    ``torch.utils.data.DataLoader``, which gets the batches' index lists). Just before, each instance goes through
+    the reader's ``transform_instance`` (see `DatasetReader`): in those workers too, and every epoch.
 
     The instances are read once, on first use (not while the config is built), and kept in memory. With
     ``max_instances_in_memory`` the file is instead read again on every pass, that many instances at a time, and
@@ -174,6 +175,7 @@ class DefaultDataLoader(DataLoader):
         self._instances: list[Instance] | None = None  # the whole dataset, when it is kept in memory
         self._batches_per_pass: int | None = None
         self._workers: tuple[torch.utils.data.DataLoader, _PassBatches] | None = None  # with persistent_workers
+        self._transform = _instance_transform(reader)
 
     # ---- the public interface -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -262,7 +264,8 @@ class DefaultDataLoader(DataLoader):
         for chunk in self._located([*whole, *tail]):
             mine = [indices for position, indices in chunk.batches if position not in tail]
             seeds = self._generator(chunk.pass_index, chunk.chunk_index)
-            numbered = _Numbered(chunk.instances, chunk.chunk_index * (self.max_instances_in_memory or 0))
+            first = chunk.chunk_index * (self.max_instances_in_memory or 0)
+            numbered = _Numbered(chunk.instances, first, self._transform)
             yield from self._collated(numbered, mine, seeds, self.num_workers)
             pooled += [numbered[i] for position, indices in chunk.batches if position in tail for i in indices]
         if tail:
@@ -409,17 +412,30 @@ class _PassBatches:
 
 
 class _Numbered(Sequence):
-    """A chunk's instances as ``(position in the file, instance)`` pairs; ``first`` is the chunk's first position."""
+    """A chunk's instances as ``(position in the file, instance)`` pairs; ``first`` is the chunk's first position.
+    With ``transform`` (the reader's `transform_instance`) each instance is transformed as it is taken, which is in
+    the worker process that collates it."""
 
-    def __init__(self, instances: Sequence[Instance], first: int) -> None:
+    def __init__(
+        self, instances: Sequence[Instance], first: int, transform: Callable[[Instance], Instance] | None = None
+    ) -> None:
         self.instances = instances
         self.first = first
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.instances)
 
     def __getitem__(self, index: int) -> tuple[int, Instance]:  # type: ignore[override]
-        return self.first + index, self.instances[index]
+        if self.transform is None:
+            return self.first + index, self.instances[index]
+        return self.first + index, self.transform(dict(self.instances[index]))
+
+
+def _instance_transform(reader: Any) -> Callable[[Instance], Instance] | None:
+    """The reader's `transform_instance` where it has its own (None for the default, which changes nothing)."""
+    own = getattr(type(reader), "transform_instance", DatasetReader.transform_instance)
+    return None if own is DatasetReader.transform_instance else reader.transform_instance
 
 
 def _check_settings(

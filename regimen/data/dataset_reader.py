@@ -60,6 +60,19 @@ class DatasetReader(Registrable):
         """Yield every instance of ``path``; the one method a reader must implement."""
         raise NotImplementedError(f"{type(self).__name__} must implement _read(path)")
 
+    def transform_instance(self, instance: Instance) -> Instance:
+        """The instance made ready for batching, each time it is batched; the default returns it unchanged.
+
+        The data loader calls this on every instance just before collating it: in its worker processes when
+        ``num_workers`` is above 0, so CPU-heavy per-instance work (decoding an image, augmenting, tokenizing)
+        runs in parallel there, and anew every epoch, so a random augmentation draws anew (in workers from
+        generators seeded by the run's seed and the pass). What ``_read`` does is done once per read instead (once
+        per run when the data is kept in memory). It gets a shallow copy of the instance: return the changed copy
+        (or a new dict), and do not change the values in place, which the next epoch reads again. AllenNLP's
+        readers did their per-instance indexing in ``apply_token_indexers`` the same way.
+        """
+        return instance
+
     def check_data_path(self, path: str) -> ConfigurationError | None:
         """The error for a data path this reader cannot read, found without reading it; None when it may do.
 

@@ -430,6 +430,38 @@ def test_persistent_workers_keep_their_processes_and_give_the_same_batches_every
     assert not children()  # the workers end with their loader
 
 
+class TransformingReader(JsonLinesReader):
+    """Reads as jsonl, then adds per-instance work at batching time: where it ran, and a random draw."""
+
+    def transform_instance(self, instance):
+        import os
+
+        instance["transformed_in"] = os.getpid()
+        instance["noise"] = torch.rand(2)
+        return instance
+
+
+def test_transform_instance_runs_at_batching_time_in_the_workers_every_epoch():
+    import os
+
+    config = {"batch_size": 4, "shuffle": True}
+    for workers in (0, 2):
+        loader = build({**config, "num_workers": workers}, reader=TransformingReader(), seed=4)
+        epochs = [list(loader.iter_epoch(epoch)) for epoch in range(2)]
+        plain = [list(build(config, seed=4).iter_epoch(epoch)) for epoch in range(2)]
+        for batches, expected in zip(epochs, plain):
+            assert ids(batches) == ids(expected)
+            assert all(torch.equal(b["tokens"], e["tokens"]) for b, e in zip(batches, expected))
+        places = {pid for batches in epochs for batch in batches for pid in batch["transformed_in"].tolist()}
+        assert (places == {os.getpid()}) if workers == 0 else (os.getpid() not in places and len(places) >= 2)
+        first, second = (torch.cat([batch["noise"] for batch in batches]) for batches in epochs)
+        assert not torch.equal(first, second)  # an augmentation draws anew every epoch
+        assert all("noise" not in instance for instance in loader.iter_instances())  # the read ones are unchanged
+    again = build({**config, "num_workers": 2}, reader=TransformingReader(), seed=4)
+    repeat = torch.cat([batch["noise"] for batch in again.iter_epoch(0)])
+    assert torch.equal(repeat, torch.cat([batch["noise"] for batch in epochs[0]]))  # workers: seeded by (seed, pass)
+
+
 def test_worker_keys_need_worker_processes():
     with pytest.raises(ConfigurationError) as info:
         build({"batch_size": 4, "persistent_workers": True, "prefetch_factor": 0})
