@@ -13,7 +13,7 @@ import torch
 import torch.utils.data
 
 from regimen.data.batch_sampler import BatchSampler
-from regimen.data.collate import collate_numbered
+from regimen.data.collate import collate_numbered, pinned
 from regimen.data.dataset_reader import DatasetReader, Instance
 from regimen.registry import ConfigurationError, Registrable
 
@@ -342,7 +342,17 @@ class DefaultDataLoader(DataLoader):
             loader, sampler = self._workers
             sampler.batches = batches
             return iter(loader)
+        if num_workers == 0:
+            return self._in_process(numbered, batches)
         return iter(self._torch_loader(numbered, batches, num_workers, seeds))
+
+    def _in_process(self, numbered: Sequence[tuple[int, Instance]], batches: list[list[int]]) -> Iterator[Batch]:
+        """The batches collated here, as torch's loader does without workers, minus its per-batch machinery (a
+        fetcher, a profiler record, a sampler iterator): one collate call per batch."""
+        pin = self.pin_memory and torch.cuda.is_available()  # as torch's loader: pinning needs an accelerator
+        for indices in batches:
+            batch = collate_numbered([numbered[index] for index in indices])
+            yield pinned(batch) if pin else batch
 
     def _torch_loader(
         self, numbered: Sequence[tuple[int, Instance]], batches: Any, num_workers: int, seeds: torch.Generator

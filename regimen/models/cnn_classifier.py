@@ -84,7 +84,7 @@ class CnnClassifier(Model):
         self.accuracy.set_dtype(torch.float64)
 
     def forward(self, features: torch.Tensor, label: torch.Tensor | None = None, **extra: Any) -> dict[str, Any]:
-        images = features.float()
+        images = features.to(self.features[0].weight.dtype)  # float32, or a sharded model's mixed precision
         if images.dim() == 3 and self.in_channels == 1:
             images = images.unsqueeze(1)
         if images.dim() != 4 or images.shape[1] != self.in_channels:

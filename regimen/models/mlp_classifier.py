@@ -63,7 +63,8 @@ class MlpClassifier(Model):
         self.accuracy.set_dtype(torch.float64)
 
     def forward(self, features: torch.Tensor, label: torch.Tensor | None = None, **extra: Any) -> dict[str, Any]:
-        logits = self.network(features.float())
+        # In the first layer's dtype: float32, or the bfloat16 of a sharded model's mixed precision.
+        logits = self.network(features.to(self.network[0].weight.dtype))
         output: dict[str, Any] = {"logits": logits, "probs": logits.softmax(-1)}
         if label is not None:
             output["loss"] = self.loss(logits, label)

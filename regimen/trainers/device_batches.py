@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -9,13 +10,19 @@ import torch
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor in it moved to ``device`` (nested dicts, lists and tuples included).
+    """``batch`` with every tensor in it moved to ``device`` (nested dicts, lists and tuples included; a dict
+    subclass, such as a loader's batch with its ``indices``, is copied with its attributes).
 
     The copies do not block the host: from pinned memory (a loader's ``pin_memory``) they run asynchronously."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {key: move_to_device(value, device) for key, value in batch.items()}
+        moved = {key: move_to_device(value, device) for key, value in batch.items()}
+        if type(batch) is dict:
+            return moved
+        clone = copy.copy(batch)
+        clone.update(moved)
+        return clone
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to_device(value, device) for value in batch)
     return batch

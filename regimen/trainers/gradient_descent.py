@@ -580,7 +580,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             "training_start_epoch": first_epoch,
             "training_epochs": self._epochs_completed - first_epoch,
         }
-        for worker_memory in self._dist.gather_objects(peak_memory_mb(self._dist.rank)) or []:
+        for worker_memory in self._dist.gather_objects(peak_memory_mb(self._dist.rank, self.device)) or []:
             metrics.update(worker_memory)  # every worker's peak, on the primary
         metrics.update({k: v for k, v in self._last_metrics.items() if k not in ("best_epoch",)})
         return json.loads(json.dumps(metrics, default=float))  # plain JSON values (tensors, numpy numbers: floats)

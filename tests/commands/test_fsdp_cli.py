@@ -124,3 +124,17 @@ def test_fsdp_config_mistakes_exit_2_before_training(tmp_path):
     result = run_cli("train", CONFIG, "-s", str(directory), "-o", json.dumps(typo))
     assert result.returncode == 2 and "distributed.ddp_accelerator.min_num_param: unknown key" in result.stderr
     assert 'did you mean "min_num_params"?' in result.stderr
+
+
+def test_bfloat16_mixed_precision_on_the_whole_model_trains_and_archives_float32_weights(tmp_path):
+    """The mixed precision of allennlp-models' t5_cnn_dm config, on the root module alone (no shard_modules): FSDP
+    casts the inputs to bfloat16 and the built-in model takes them in its first layer's dtype."""
+    directory = tmp_path / "run"
+    accelerator = {"type": "fsdp", "mixed_precision": {"param_dtype": "bfloat16", "reduce_dtype": "float32"}}
+    config = {"distributed": {"cuda_devices": [-1, -1], "ddp_accelerator": accelerator}, "trainer.num_epochs": 2}
+    result = run_cli("train", CONFIG, "-s", str(directory), "-o", json.dumps(config))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["best_validation_accuracy"] > 0.9
+    weights = torch.load(directory / "best.th", weights_only=True)
+    assert {value.dtype for value in weights.values() if value.is_floating_point()} == {torch.float32}

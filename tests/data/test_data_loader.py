@@ -404,6 +404,12 @@ def test_two_worker_processes_give_the_same_batches_as_the_main_process():
     in_process = list(build(config, seed=6).iter_epoch(1))
     with_workers = list(build({**config, "num_workers": 2}, seed=6).iter_epoch(1))
     assert_same_batches(with_workers, in_process)
+    assert [batch.indices for batch in with_workers] == [batch.indices for batch in in_process]
+    # Without an accelerator pin_memory pins nothing (as torch's loader), in the main process and in workers.
+    for workers in (0, 1):
+        pinned = list(build({**config, "num_workers": workers, "pin_memory": True}, seed=6).iter_epoch(1))
+        assert_same_batches(pinned, in_process)
+        assert all(batch["tokens"].is_pinned() == torch.cuda.is_available() for batch in pinned)
 
 
 def test_persistent_workers_keep_their_processes_and_give_the_same_batches_every_epoch():

@@ -54,3 +54,20 @@ def test_on_cuda_the_next_batch_is_copied_before_the_current_one_is_handed_out()
     values = [first, *batches]
     assert [int(batch["features"][0, 0].item()) for batch in values] == [0, 1, 2, 3]
     assert all(batch["features"].is_cuda and batch["extra"]["pair"][0].is_cuda for batch in values)
+
+
+def test_a_loaders_batch_keeps_its_indices_on_the_device():
+    from regimen.data.collate import IndexedBatch
+
+    batch = IndexedBatch({"features": torch.ones(2, 3), "names": ["a", "b"]}, [7, 3])
+    moved = move_to_device(batch, torch.device("meta"))
+    assert isinstance(moved, IndexedBatch) and moved.indices == [7, 3] and moved["names"] == ["a", "b"]
+    assert moved["features"].device.type == "meta" and batch["features"].device.type == "cpu"
+
+
+@CUDA
+def test_pinned_batches_are_page_locked_and_keep_their_indices():
+    from regimen.data.collate import IndexedBatch, pinned
+
+    batch = pinned(IndexedBatch({"features": torch.ones(2, 3), "pair": [torch.zeros(2)]}, [1, 0]))
+    assert batch.indices == [1, 0] and batch["features"].is_pinned() and batch["pair"][0].is_pinned()
