@@ -78,3 +78,9 @@ Trainer.register_removed(
     'use "gradient_descent" (the default trainer) with a "callbacks" list: AllenNLP 0.9\'s CallbackTrainer was '
     'folded into it, and its "validate", "checkpoint" and "track_metrics" callbacks are built in',
 )
+Trainer.register_removed(
+    "ema_trainer",
+    "AllenNLP 0.8",
+    'use "gradient_descent" (the default trainer) with "moving_average": {"type": "exponential", "decay": D}, '
+    'where D was EMATrainer\'s "exponential_moving_average_decay": the moving average became part of the trainer',
+)

@@ -120,6 +120,21 @@ def test_the_trainer_and_optimizer_allennlp_removed_name_the_registered_replacem
     assert not Trainer.is_registered("callback") and not Optimizer.is_registered("bert_adam")
 
 
+def test_allennlp_0_7s_ema_trainer_names_the_moving_average_that_replaced_it():
+    """AllenNLP 0.7 registered ``@Trainer.register("ema_trainer") class EMATrainer``, a subclass of
+    allennlp/training/trainer.py's Trainer that kept an exponential moving average of the weights
+    (`exponential_moving_average_decay`, in allennlp's training_config/qanet.jsonnet of the time); the trainer
+    took it over as `moving_average` (allennlp/training/moving_average.py, "exponential", whose docstring is
+    EMATrainer's) and the type was removed."""
+    with pytest.raises(ConfigurationError) as caught:
+        make_trainer({"type": "ema_trainer", "exponential_moving_average_decay": 0.9999})
+    message = str(caught.value)
+    assert message.startswith('trainer.type: Trainer type "ema_trainer" was removed in AllenNLP 0.8: use ')
+    assert '"moving_average": {"type": "exponential", "decay": D}' in message
+    assert "exponential_moving_average_decay" in message
+    assert not Trainer.is_registered("ema_trainer")
+
+
 # ---- HuggingFace's Adafactor ------------------------------------------------------------------------------------
 def hf_adafactor(
     weight: torch.Tensor,
@@ -221,6 +236,31 @@ def mean_loss(model: Model) -> float:
     with torch.no_grad():
         model.eval()
         return sum(float(model(**batch)["loss"]) for batch in token_batches()) / len(token_batches())
+
+
+# ---- polynomial_decay's documented total_steps ---------------------------------------------------------------------
+def test_polynomial_decay_reads_the_total_steps_its_allennlp_docstring_documents():
+    """allennlp/training/learning_rate_schedulers/polynomial_decay.py documents ``total_steps: int, required`` and
+    the formula ``(initial_lr - end_learning_rate) * ((total_steps - steps) / (total_steps - warmup_steps)) **
+    power``, but computes ``self.total_steps = num_epochs * num_steps_per_epoch`` and takes no such argument; a
+    config giving it (allennlp-models' early seq2seq/bart_cnn_dm.jsonnet) failed there. regimen decays over the
+    given number, ignoring the epochs: with 2 warm-up steps and 6 in all, step 4 is at (6-4)/(6-2) of the lr."""
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    config = {"type": "polynomial_decay", "total_steps": 6, "warmup_steps": 2}
+    scheduler = LearningRateScheduler.from_params(
+        Params(config, "trainer.learning_rate_scheduler"), optimizer=optimizer, num_epochs=50, num_steps_per_epoch=9
+    )
+    used = []
+    for step in range(1, 9):
+        scheduler.step_batch(step)
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+    assert used == pytest.approx([0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0])
+    with pytest.raises(ConfigurationError, match=r"learning_rate_scheduler\.total_steps: must be positive, got 0"):
+        LearningRateScheduler.from_params(
+            Params({**config, "total_steps": 0}, "trainer.learning_rate_scheduler"), optimizer=optimizer, num_epochs=1
+        )
 
 
 # ---- slanted_triangular with cut_frac 0 ---------------------------------------------------------------------------

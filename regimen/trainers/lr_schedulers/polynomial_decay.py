@@ -34,6 +34,9 @@ class PolynomialDecay(TorchStepScheduler):
     - `warmup_steps` (int, 0): optimizer steps of warm-up.
     - `end_learning_rate` (float, 0.0): the lr the decay ends at.
     - `num_epochs` (int), `num_steps_per_epoch` (int): injected by the trainer; set them to override.
+    - `total_steps` (int, null): the ``total`` above, given directly instead of ``num_epochs *
+      num_steps_per_epoch``. AllenNLP's docstring documents this key, but its constructor never took it (a config
+      that sets it, such as allennlp-models' early bart_cnn_dm, failed there); regimen reads it as documented.
     - `last_epoch` (int, -1): accepted for AllenNLP configs; only -1.
     """
 
@@ -45,12 +48,13 @@ class PolynomialDecay(TorchStepScheduler):
         power: float = 1.0,
         warmup_steps: int = 0,
         end_learning_rate: float = 0.0,
+        total_steps: int | None = None,
         last_epoch: int = -1,
     ) -> None:
         check_last_epoch(last_epoch)
-        check_positive(num_epochs=num_epochs)
+        check_positive(num_epochs=num_epochs, total_steps=total_steps)
         check_non_negative(warmup_steps=warmup_steps, end_learning_rate=end_learning_rate)
-        total = num_epochs * require_steps_per_epoch(num_steps_per_epoch)
+        total = total_steps if total_steps is not None else num_epochs * require_steps_per_epoch(num_steps_per_epoch)
         factors = [
             polynomial_factor(base_lr(group), total, power, warmup_steps, end_learning_rate)
             for group in optimizer.param_groups
