@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -187,6 +187,27 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
 def progress(message: str) -> None:
     """A line of progress on stderr while a suite runs."""
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def alternating_rounds(
+    rounds: int, label: str, contenders: Sequence[str], measure: Callable[[str, int], Any]
+) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """``measure(contender, round_number)`` for each contender in turn, ``rounds`` times, so that each round's
+    measurements are taken side by side; the samples per contender, and the error of each contender whose
+    measurement raised a RuntimeError (it is left out of the later rounds)."""
+    samples: dict[str, list[Any]] = {key: [] for key in contenders}
+    errors: dict[str, str] = {}
+    for round_number in range(1, rounds + 1):
+        progress(f"{label}: round {round_number}/{rounds}")
+        for key in contenders:
+            if key in errors:
+                continue
+            try:
+                samples[key].append(measure(key, round_number))
+            except RuntimeError as error:
+                errors[key] = str(error)
+                progress(f"  {key} unavailable: {error}")
+    return samples, errors
 
 
 # ---- the machine -----------------------------------------------------------------------------------------------

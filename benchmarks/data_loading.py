@@ -24,10 +24,10 @@ from typing import Any
 
 from benchmarks.common import (
     Options,
+    alternating_rounds,
     fmt,
     last_line,
     markdown_table,
-    progress,
     report,
     run_worker,
     set_single_thread,
@@ -50,18 +50,13 @@ def run(options: Options) -> dict[str, Any]:
     instances = QUICK_INSTANCES if options.quick else INSTANCES
     data: dict[str, Any] = {"repeats": options.repeats, "quick": options.quick, "instances": instances, "rows": {}}
     for workers in NUM_WORKERS:
-        samples: dict[str, list[dict[str, Any]]] = {key: [] for key in CONTENDERS}
-        errors: dict[str, str] = {}
-        for round_number in range(1, options.repeats + 1):
-            progress(f"data_loading/num_workers {workers}: round {round_number}/{options.repeats}")
-            for key in CONTENDERS:
-                if key in errors:
-                    continue
-                args = [key, "--num-workers", str(workers), "--instances", str(instances)]
-                try:
-                    samples[key].append(run_worker(f"benchmarks.{NAME}", *args))
-                except RuntimeError as error:
-                    errors[key] = str(error)
+        args = ["--num-workers", str(workers), "--instances", str(instances)]
+        samples, errors = alternating_rounds(
+            options.repeats,
+            f"data_loading/num_workers {workers}",
+            list(CONTENDERS),
+            lambda key, _, args=args: run_worker(f"benchmarks.{NAME}", key, *args),
+        )
         data["rows"][str(workers)] = _summarise(samples, errors)
     print(render(data), flush=True)
     return data

@@ -38,11 +38,11 @@ from typing import Any
 
 from benchmarks.common import (
     Options,
+    alternating_rounds,
     fmt,
     fmt_stats,
     last_line,
     markdown_table,
-    progress,
     ratio,
     report,
     run_process,
@@ -121,28 +121,20 @@ def shard(batches: list[Any], rank: int, world_size: int) -> list[tuple[Any, Any
 def run(options: Options) -> dict[str, Any]:
     spec = QUICK if options.quick else FULL
     instances = spec["batches"] * spec["batch_size"] * spec["epochs"]
-    samples: dict[str, list[float]] = {key: [] for key in CONTENDERS}
-    losses: dict[str, list[float]] = {key: [] for key in CONTENDERS}
-    errors: dict[str, str] = {}
     with scratch_dir("scaling-") as directory:
         config = {1: _write_experiment(directory, spec, 1), 2: _write_experiment(directory, spec, 2)}
-        for round_number in range(1, options.repeats + 1):
-            progress(f"scaling: round {round_number}/{options.repeats}")
-            for key in CONTENDERS:
-                if key in errors:
-                    continue
-                side, workers = key.split("_")
-                try:
-                    if side == "hand":
-                        args = ["--world-size", workers] + (["--quick"] if options.quick else [])
-                        result = run_worker(f"benchmarks.{NAME}", *args)
-                    else:
-                        result = _run_regimen(config[int(workers)], directory / f"run-{key}-{round_number}")
-                    samples[key].append(instances / result["seconds"])
-                    losses[key].append(result["final_loss"])
-                except RuntimeError as error:
-                    errors[key] = str(error)
-                    progress(f"  {key} unavailable: {error}")
+
+        def measure(key: str, round_number: int) -> dict[str, Any]:
+            side, workers = key.split("_")
+            if side == "hand":
+                return run_worker(
+                    f"benchmarks.{NAME}", "--world-size", workers, *(["--quick"] if options.quick else [])
+                )
+            return _run_regimen(config[int(workers)], directory / f"run-{key}-{round_number}")
+
+        runs, errors = alternating_rounds(options.repeats, "scaling", list(CONTENDERS), measure)
+    samples = {key: [instances / result["seconds"] for result in results] for key, results in runs.items()}
+    losses = {key: [result["final_loss"] for result in results] for key, results in runs.items()}
     results = {}
     for key, label in CONTENDERS.items():
         results[key] = {

@@ -15,11 +15,11 @@ from typing import Any
 from benchmarks.common import (
     REPO_ROOT,
     Options,
+    alternating_rounds,
     fmt,
     fmt_stats,
     last_line,
     markdown_table,
-    progress,
     run_process,
     scratch_dir,
     summary,
@@ -74,20 +74,15 @@ def _argv(key: str, directory: str) -> list[str]:
 
 def run(options: Options) -> dict[str, Any]:
     keys = [k for k in COMMANDS if not k.startswith("lightning") or importlib.util.find_spec("lightning")]
-    times: dict[str, list[float]] = {key: [] for key in keys}
-    errors: dict[str, str] = {}
     with scratch_dir("startup-") as scratch:
-        for round_number in range(1, options.repeats + 1):
-            progress(f"startup: round {round_number}/{options.repeats}")
-            for key in keys:
-                if key in errors:
-                    continue
-                done = run_process(_argv(key, str(scratch / f"dry-run-{round_number}")))
-                if done.returncode != 0:
-                    errors[key] = f"exit {done.returncode}: {done.tail(3)}"
-                    progress(f"  {key} unavailable: {errors[key]}")
-                else:
-                    times[key].append(done.seconds)
+
+        def measure(key: str, round_number: int) -> float:
+            done = run_process(_argv(key, str(scratch / f"dry-run-{round_number}")))
+            if done.returncode != 0:
+                raise RuntimeError(f"exit {done.returncode}: {done.tail(3)}")
+            return done.seconds
+
+        times, errors = alternating_rounds(options.repeats, "startup", keys, measure)
     results: dict[str, Any] = {}
     for key, (label, _code, baseline, target) in COMMANDS.items():
         if key not in keys:

@@ -30,12 +30,12 @@ from typing import Any
 
 from benchmarks.common import (
     Options,
+    alternating_rounds,
     fmt,
     fmt_stats,
     last_line,
     markdown_table,
     peak_rss_mb,
-    progress,
     ratio,
     report,
     run_worker,
@@ -117,19 +117,13 @@ def run(options: Options) -> dict[str, Any]:
     contenders = [key for key in CONTENDERS if key != "lightning" or lightning_installed()]
     data: dict[str, Any] = {"repeats": options.repeats, "quick": options.quick, "workloads": {}}
     for name, workload in workloads.items():
-        samples: dict[str, list[dict[str, Any]]] = {key: [] for key in contenders}
-        errors: dict[str, str] = {}
-        for round_number in range(1, options.repeats + 1):
-            progress(f"step_overhead/{name}: round {round_number}/{options.repeats}")
-            for key in contenders:
-                if key in errors:
-                    continue
-                args = ["--workload", name] + (["--quick"] if options.quick else [])
-                try:
-                    samples[key].append(run_worker(f"benchmarks.{NAME}", key, *args))
-                except RuntimeError as error:
-                    errors[key] = str(error)
-                    progress(f"  {key} failed: {error}")
+        args = ["--workload", name] + (["--quick"] if options.quick else [])
+        samples, errors = alternating_rounds(
+            options.repeats,
+            f"step_overhead/{name}",
+            contenders,
+            lambda key, _, args=args: run_worker(f"benchmarks.{NAME}", key, *args),
+        )
         data["workloads"][name] = _summarise(name, workload, samples, errors)
         print(render_workload(name, data["workloads"][name]), flush=True)
     return data
