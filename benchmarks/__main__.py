@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Options, load_average, machine, markdown_table
 
-SUITES = ["step_overhead", "instructions", "data_loading", "startup", "checkpoint", "scaling"]
+SUITES = ["step_overhead", "instructions", "data_loading", "startup", "checkpoint", "scaling", "data_scale"]
 DEFAULT_REPEATS, QUICK_REPEATS = 10, 2
 
 

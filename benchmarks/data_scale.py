@@ -39,6 +39,7 @@ from typing import Any
 
 from benchmarks.common import (
     Options,
+    alternating_rounds,
     fmt,
     last_line,
     markdown_table,
@@ -84,19 +85,13 @@ def run(options: Options) -> dict[str, Any]:
             rounds = rounds_for(count, options.repeats)
             for kind in KINDS:
                 for shuffle in SHUFFLES:
-                    samples: dict[str, list[dict[str, Any]]] = {mode: [] for mode in WORKERS}
-                    errors: dict[str, str] = {}
-                    for round_number in range(1, rounds + 1):
-                        order = "shuffled" if shuffle else "in order"
-                        progress(f"data_scale/{count:,} {KINDS[kind]} {order}: round {round_number}/{rounds}")
-                        for mode in WORKERS:
-                            if mode in errors:
-                                continue
-                            args = [mode, "--kind", kind, "--instances", str(count), "--path", str(path)]
-                            try:
-                                samples[mode].append(run_worker(f"benchmarks.{NAME}", *args, *_shuffle_flag(shuffle)))
-                            except RuntimeError as error:
-                                errors[mode] = str(error)
+                    args = ["--kind", kind, "--instances", str(count), "--path", str(path), *_shuffle_flag(shuffle)]
+                    samples, errors = alternating_rounds(
+                        rounds,
+                        f"data_scale/{count:,} {KINDS[kind]} {'shuffled' if shuffle else 'in order'}",
+                        list(WORKERS),
+                        lambda mode, _, args=args: run_worker(f"benchmarks.{NAME}", mode, *args),
+                    )
                     data["rows"].append(summarise(count, kind, shuffle, samples, errors))
     print(render(data), flush=True)
     return data
@@ -191,7 +186,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         f"## {TITLE}",
         "",
-        f"JSON-lines files of `{{\"features\": [{FEATURES} floats], \"label\": int}}` per line ({files}), the "
+        f'JSON-lines files of `{{"features": [{FEATURES} floats], "label": int}}` per line ({files}), the '
         f"`jsonl` reader, the default DataLoader with batch {data['batch_size']} and `num_workers` 0, in memory or "
         f"streamed with `max_instances_in_memory: {data['chunk']}`; each cell the median of "
         f"{'/'.join(map(str, rounds))} fresh process(es) (fewer rounds at the largest size).",
@@ -202,19 +197,24 @@ def render(data: dict[str, Any]) -> str:
         "batch, over the number of instances. In memory the instances stay as the reader made them, Python objects: "
         "a dict with its own two key strings (`json` does not share them between lines) and a list of 8 float "
         f"objects, {fmt(per_instance, 0)} bytes at the largest size for 40 bytes of payload (8 float32 and an "
-        "int64 once collated). Streaming holds one chunk, so the figure falls as 1/N.",
+        "int64 once collated). The growth also holds a fixed few MiB (the first collate's allocations, torch's and "
+        "Python's allocators), which dominates at small N: the streaming row at the same N shows it. Streaming "
+        "holds one chunk, so its figure falls as 1/N.",
         "- RSS after epoch: the same growth after a full epoch from the start, in MiB; streaming stays flat as N "
         "grows (one chunk of instances and the allocator's arenas).",
         "- 1st batch: a fresh loader's first batch of `iter_epoch(0, start_batch=len // 2)` (resume) or of "
         "`iter_epoch(0)` (from start), timed from the built loader, so it includes the loader's first read of the "
         "file. In memory that read (JSON parsing of every line) is all of it: resuming is then index arithmetic, so "
-        "resume ≈ from start. Streaming, even from the start, the first batch costs one whole pass over the file: "
+        "resume ≈ from start. That read is slower than a streaming pass over the same file: the kept instances are "
+        "tracked by Python's cyclic garbage collector, whose full collections traverse all of them again as the "
+        "list grows. Streaming, even from the start, the first batch costs one whole pass over the file: "
         "`iter_epoch` needs the epoch's batch count first (`len()`), which streaming means reading the file once.",
         "- data loaded: the same call again on the same loader (in memory: the instances kept; streaming: only the "
         "batch count is kept). In memory both cost the pass's batch index lists (a permutation of all N when "
-        "shuffled), which grow with N but stay far below the read. Streaming, resume parses the first half of the file again: the reader's `_read` is a "
-        "sequential generator: the position of a chunk in the file is only known by reading up to it; the skipped "
-        "chunks are parsed but not batched or collated. From the start it reads one chunk.",
+        "shuffled), which grow with N but stay far below the read. Streaming, resume parses the first half of the "
+        "file again: the reader's `_read` is a sequential generator: the position of a chunk in the file is only "
+        "known by reading up to it; the skipped chunks are parsed but not batched or collated. From the start it "
+        "reads one chunk.",
         "- resumed ok: in every round the resumed first batch (its `label` tensor and the sum of its features) "
         "equals batch `len // 2` of a full epoch 0 produced in another fresh process, the second call returns it "
         "again, and `len(loader)` equals the count expected from N (streaming: each chunk of 1000 is batched on "

@@ -114,13 +114,13 @@ def test_resuming_at_a_batch_gives_the_tail_without_collating_the_skipped_batche
     loader = build({"batch_size": 3, "shuffle": True}, seed=5)
     whole = list(loader.iter_epoch(2))
     collated = []
-    real_collate = data_loader_module.collate_numbered
+    real_collate = data_loader_module.collate
 
-    def counting_collate(numbered):
-        collated.append(len(numbered))
-        return real_collate(numbered)
+    def counting_collate(instances):
+        collated.append(len(instances))
+        return real_collate(instances)
 
-    monkeypatch.setattr(data_loader_module, "collate_numbered", counting_collate)
+    monkeypatch.setattr(data_loader_module, "collate", counting_collate)
     tail = list(loader.iter_epoch(2, start_batch=4))
     assert_same_batches(tail, whole[4:])
     assert len(collated) == len(whole) - 4 == 3
@@ -466,6 +466,26 @@ def test_transform_instance_runs_at_batching_time_in_the_workers_every_epoch():
     again = build({**config, "num_workers": 2}, reader=TransformingReader(), seed=4)
     repeat = torch.cat([batch["noise"] for batch in again.iter_epoch(0)])
     assert torch.equal(repeat, torch.cat([batch["noise"] for batch in epochs[0]]))  # workers: seeded by (seed, pass)
+
+
+def test_reading_into_memory_pauses_the_garbage_collector_and_restores_its_state():
+    import gc
+
+    class WatchingReader(JsonLinesReader):
+        def _read(self, path):
+            for instance in super()._read(path):
+                states.append(gc.isenabled())
+                yield instance
+
+    for enabled in (True, False):
+        states: list[bool] = []
+        (gc.enable if enabled else gc.disable)()
+        try:
+            loader = build({"batch_size": 4}, reader=WatchingReader())
+            assert len(loader) == 5 and states == [False] * 20  # no collection while the instances pile up
+            assert gc.isenabled() is enabled  # the caller's setting, whichever it was
+        finally:
+            gc.enable()
 
 
 def test_worker_keys_need_worker_processes():
