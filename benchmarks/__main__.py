@@ -17,7 +17,16 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Options, load_average, machine, markdown_table
 
-SUITES = ["step_overhead", "instructions", "data_loading", "startup", "checkpoint", "scaling", "data_scale"]
+SUITES = [
+    "step_overhead",
+    "instructions",
+    "data_loading",
+    "startup",
+    "checkpoint",
+    "scaling",
+    "data_scale",
+    "activation_memory",
+]
 DEFAULT_REPEATS, QUICK_REPEATS = 10, 2
 
 
@@ -161,6 +170,8 @@ def _targets(results: dict[str, Any]) -> list[tuple[str, str, float | None, floa
     for workers, row in suites.get("data_loading", {}).get("rows", {}).items():
         what = f"regimen loader vs torch DataLoader, num_workers {workers}, throughput"
         rows.append((f"loading_{workers}", what, row.get("ratio", {}).get("time_ratio"), 0.95, True, "x"))
+    what = "activation checkpointing: a step's peak memory vs without it"
+    rows.append(("activation_memory", what, suites.get("activation_memory", {}).get("ratio"), 1.0, False, "x"))
     return rows
 
 

@@ -36,7 +36,7 @@ TITLE = "Activation checkpointing memory"
 CONTENDERS = {"plain": "no activation checkpointing", "checkpointed": 'activation_checkpointing: ["Block"]'}
 FULL = {"depth": 8, "width": 512, "batch_size": 4096, "steps": 3}
 QUICK = {"depth": 4, "width": 128, "batch_size": 1024, "steps": 2}
-TARGET = 0.6  # the checkpointed step's peak at most 0.6x the plain one's (issue 18: "peak memory drops")
+TARGET = 1.0  # the checkpointed step's peak below the plain one's (issue 18: "peak memory drops")
 
 
 # ---- the suite (parent process) ----------------------------------------------------------------------------------

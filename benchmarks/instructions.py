@@ -182,18 +182,6 @@ def render_workload(name: str, result: dict[str, Any]) -> str:
             f"- Two floor runs of the shorter length differed by {result['repeat_spread']:,} of "
             f"{result['repeat_total'] / 1e9:.2f} G instructions."
         )
-    experiments = result.get("experiments", {})
-    if "regimen_loader_before_collate_change" in experiments:
-        notes.append(
-            f"- regimen's loader row before this session's collate change: "
-            f"{experiments['regimen_loader_before_collate_change'] / 1e6:.3f} M/step."
-        )
-    if "regimen_loader_with_proposed_data_loader_change" in experiments:
-        notes.append(
-            "- With the data_loader.py change proposed in issue 18 (collate directly when num_workers is 0, "
-            f"`_Numbered.__getitems__`), applied by monkeypatching: "
-            f"{experiments['regimen_loader_with_proposed_data_loader_change'] / 1e6:.3f} M/step."
-        )
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
