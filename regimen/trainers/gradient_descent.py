@@ -225,9 +225,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         checkpointer_keys, tensorboard_keys = legacy_trainer_keys(locals(), checkpointer, tensorboard_writer, kwargs)
         defaults = init_defaults(cls)
         freeze_parameters(model, no_grad or [])
-        if (
-            kwargs.get("distributed") is not None
-        ):  # schedules count this worker's steps; FSDP shards before the optimizer
+        # The schedules count this worker's steps; FSDP replaces the parameters, so it shards before the optimizer.
+        if kwargs.get("distributed") is not None:
             data_loader = kwargs["distributed"].shard(data_loader)
             kwargs["distributed"].shard_model(model)
         parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
