@@ -26,7 +26,7 @@ format: install
 	$(BIN)/ruff check --fix regimen tests benchmarks scripts
 
 test: lint
-	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most of the time is subprocesses waiting on each other
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests  # two workers: most of the time is subprocesses waiting on each other
 
 # Trains the handwritten-digits example into runs/digits (replacing an earlier demo run) and prints its results.
 demo: install
