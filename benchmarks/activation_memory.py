@@ -44,7 +44,7 @@ def run(options: Options) -> dict[str, Any]:
     spec = QUICK if options.quick else FULL
     args = [f"--{key.replace('_', '-')}={value}" for key, value in spec.items()]
     samples, errors = alternating_rounds(
-        options.repeats, NAME, list(CONTENDERS), lambda key, _: run_worker(f"benchmarks.{NAME}", "--worker", key, *args)
+        options.repeats, NAME, list(CONTENDERS), lambda key, _: run_worker(f"benchmarks.{NAME}", key, *args)
     )
     rows: dict[str, Any] = {}
     for key, runs in samples.items():
