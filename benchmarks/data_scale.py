@@ -205,9 +205,9 @@ def render(data: dict[str, Any]) -> str:
         "- 1st batch: a fresh loader's first batch of `iter_epoch(0, start_batch=len // 2)` (resume) or of "
         "`iter_epoch(0)` (from start), timed from the built loader, so it includes the loader's first read of the "
         "file. In memory that read (JSON parsing of every line) is all of it: resuming is then index arithmetic, so "
-        "resume ≈ from start. That read is slower than a streaming pass over the same file: the kept instances are "
-        "tracked by Python's cyclic garbage collector, whose full collections traverse all of them again as the "
-        "list grows. Streaming, even from the start, the first batch costs one whole pass over the file: "
+        "resume ≈ from start (the loader pauses Python's garbage collector while it reads, which would otherwise "
+        "traverse the growing list again and again). Streaming, even from the start, the first batch costs one "
+        "whole pass over the file: "
         "`iter_epoch` needs the epoch's batch count first (`len()`), which streaming means reading the file once.",
         "- data loaded: the same call again on the same loader (in memory: the instances kept; streaming: only the "
         "batch count is kept). In memory both cost the pass's batch index lists (a permutation of all N when "
