@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import array
+import copy
 import itertools
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy
@@ -286,18 +287,26 @@ def collate_numbered(numbered: list[tuple[int, dict[str, Any]]]) -> IndexedBatch
     return IndexedBatch(collate(list(instances)), list(indices))
 
 
-def pinned(batch: Any) -> Any:
-    """``batch`` with its tensors in page-locked memory, which a GPU copies from without the host waiting (nested
-    dicts, lists and tuples included; an `IndexedBatch` keeps its ``indices``)."""
+def map_tensors(batch: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``batch`` with ``function`` applied to every tensor in it (nested dicts, lists and tuples included; a dict
+    subclass, such as an `IndexedBatch` with its ``indices``, is copied with its attributes)."""
     if isinstance(batch, torch.Tensor):
-        return batch.pin_memory()
-    if isinstance(batch, IndexedBatch):
-        return IndexedBatch({key: pinned(value) for key, value in batch.items()}, batch.indices)
+        return function(batch)
     if isinstance(batch, dict):
-        return {key: pinned(value) for key, value in batch.items()}
+        mapped = {key: map_tensors(value, function) for key, value in batch.items()}
+        if type(batch) is dict:
+            return mapped
+        clone = copy.copy(batch)
+        clone.update(mapped)
+        return clone
     if isinstance(batch, (list, tuple)):
-        return type(batch)(pinned(value) for value in batch)
+        return type(batch)(map_tensors(value, function) for value in batch)
     return batch
+
+
+def pinned(batch: Any) -> Any:
+    """``batch`` with its tensors in page-locked memory, which a GPU copies from without the host waiting."""
+    return map_tensors(batch, torch.Tensor.pin_memory)
 
 
 def batch_size(batch: Any) -> int | None:

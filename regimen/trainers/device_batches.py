@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
+from regimen.data.collate import map_tensors
+
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor in it moved to ``device`` (nested dicts, lists and tuples included; a dict
-    subclass, such as a loader's batch with its ``indices``, is copied with its attributes).
+    """``batch`` with every tensor in it moved to ``device`` (see `map_tensors` for the nesting it follows).
 
     The copies do not block the host: from pinned memory (a loader's ``pin_memory``) they run asynchronously."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        moved = {key: move_to_device(value, device) for key, value in batch.items()}
-        if type(batch) is dict:
-            return moved
-        clone = copy.copy(batch)
-        clone.update(moved)
-        return clone
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(value, device) for value in batch)
-    return batch
+    return map_tensors(batch, lambda tensor: tensor.to(device, non_blocking=True))
 
 
 def batches_on_device(batches: Iterable[Any], device: torch.device) -> Iterator[Any]:
@@ -46,31 +35,25 @@ def batches_on_device(batches: Iterable[Any], device: torch.device) -> Iterator[
     while ahead is not None:
         batch, copied = ahead
         ahead = _copy(iterator, copies, device)  # the next batch's copy, queued before this one computes
-        compute = torch.cuda.current_stream(device)
-        compute.wait_event(copied)
-        _used_by(batch, compute)
+        torch.cuda.current_stream(device).wait_event(copied)
         yield batch
 
 
 def _copy(iterator: Iterator[Any], stream: torch.cuda.Stream, device: torch.device) -> tuple[Any, Any] | None:
-    """The iterator's next batch copied to ``device`` on ``stream``, and the event that marks the copy done."""
+    """The iterator's next batch copied to ``device`` on ``stream``, and the event that marks the copy done. Each
+    copy is recorded as used by the stream that computes (the current one), so that the caching allocator keeps
+    its memory until that stream's work with it is done, though it was allocated on ``stream``."""
+    compute = torch.cuda.current_stream(device)
+
+    def copy_for_compute(tensor: torch.Tensor) -> torch.Tensor:
+        moved = tensor.to(device, non_blocking=True)
+        moved.record_stream(compute)
+        return moved
+
     for batch in iterator:
         with torch.cuda.stream(stream):
-            moved = move_to_device(batch, device)
+            moved = map_tensors(batch, copy_for_compute)
             copied = torch.cuda.Event()
             copied.record(stream)
         return moved, copied
     return None
-
-
-def _used_by(batch: Any, stream: torch.cuda.Stream) -> None:
-    """Tell the caching allocator that ``stream`` uses the batch's tensors (they were allocated on another one)."""
-    if isinstance(batch, torch.Tensor):
-        if batch.is_cuda:
-            batch.record_stream(stream)
-    elif isinstance(batch, dict):
-        for value in batch.values():
-            _used_by(value, stream)
-    elif isinstance(batch, (list, tuple)):
-        for value in batch:
-            _used_by(value, stream)
