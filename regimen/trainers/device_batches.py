@@ -17,18 +17,22 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return map_tensors(batch, lambda tensor: tensor.to(device, non_blocking=True))
 
 
-def batches_on_device(batches: Iterable[Any], device: torch.device) -> Iterator[Any]:
-    """``batches``, in order, moved to ``device``.
+def batches_on_device(batches: Iterable[Any], device: torch.device) -> Iterable[Any]:
+    """``batches``, in order, moved to ``device``; on the CPU, where loaders make them, ``batches`` itself.
 
     On CUDA each batch is copied on a side stream one batch ahead: the copy of batch k+1 is queued before batch
     k is handed out, so it overlaps batch k's forward and backward. The stream that computes waits for a batch's
     copy on the device (an event), never on the host, and the batch's memory is kept for that stream until its
     work is done. On other devices each batch is moved when it is reached.
     """
+    if device.type == "cpu":
+        return batches
     if device.type != "cuda":
-        for batch in batches:
-            yield move_to_device(batch, device)
-        return
+        return (move_to_device(batch, device) for batch in batches)
+    return _copied_ahead(batches, device)
+
+
+def _copied_ahead(batches: Iterable[Any], device: torch.device) -> Iterator[Any]:
     copies = torch.cuda.Stream(device)
     iterator = iter(batches)
     ahead = _copy(iterator, copies, device)

@@ -35,7 +35,7 @@ def evaluate(
     file: IO[str] | None = open(predictions_output_file, "w") if predictions_output_file else None
     try:
         with torch.inference_mode():
-            for batch in batches if device.type == "cpu" else batches_on_device(batches, device):
+            for batch in batches_on_device(batches, device):
                 output = sum_named_losses(dict(model(**batch)), model)
                 totals.add(output, batch)
                 if file is not None:

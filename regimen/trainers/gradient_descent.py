@@ -146,7 +146,6 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
             raise ConfigurationError(f"must be positive or true, got {grad_norm}", key="grad_norm")
         self.model = model.to(self.device)
         checkpoint_activations(self.model, activation_checkpointing or [])
-        self._moves_batches = self.device.type != "cpu"  # batches are made on the CPU
         # Forward and backward go through the DDP wrapper (a distributed run); state dicts come from the model itself.
         self._forward = _compiled(self._dist.wrap(self.model), compile)
         self.optimizer = optimizer
@@ -569,7 +568,7 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         if iter_epoch is None and hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         batches = iter_epoch(epoch, start) if iter_epoch is not None else itertools.islice(loader, start, None)
-        return batches_on_device(batches, self.device) if self._moves_batches else batches
+        return batches_on_device(batches, self.device)
 
     def _final_metrics(self, first_epoch: int, duration: float) -> dict[str, Any]:
         metrics: dict[str, Any] = {
