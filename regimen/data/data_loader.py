@@ -353,12 +353,8 @@ class DefaultDataLoader(DataLoader):
         fetcher, a profiler record, a sampler iterator): one collate call per batch."""
         pin = self.pin_memory and torch.cuda.is_available()  # as torch's loader: pinning needs an accelerator
         for indices in batches:
-            if isinstance(numbered, _Numbered):  # a chunk: its instances taken by C-level calls, not one per pair
-                chosen = list(map(numbered.instances.__getitem__, indices))
-                if numbered.transform is not None:
-                    chosen = [numbered.transform(dict(instance)) for instance in chosen]
-                positions = [numbered.first + index for index in indices] if numbered.first else indices
-                batch = IndexedBatch(collate(chosen), positions)
+            if isinstance(numbered, _Numbered):  # a chunk: taken whole, not pair by pair
+                batch = IndexedBatch(collate(numbered.instances_at(indices)), numbered.positions(indices))
             else:
                 batch = collate_numbered([numbered[index] for index in indices])
             yield pinned(batch) if pin else batch
@@ -447,9 +443,20 @@ class _Numbered(Sequence):
         return len(self.instances)
 
     def __getitem__(self, index: int) -> tuple[int, Instance]:  # type: ignore[override]
-        if self.transform is None:
-            return self.first + index, self.instances[index]
-        return self.first + index, self.transform(dict(self.instances[index]))
+        return self.first + index, self._prepared(self.instances[index])
+
+    def instances_at(self, indices: list[int]) -> list[Instance]:
+        """The instances at ``indices`` (taken by C-level calls), each prepared as ``__getitem__`` prepares it."""
+        chosen = list(map(self.instances.__getitem__, indices))
+        return chosen if self.transform is None else list(map(self._prepared, chosen))
+
+    def _prepared(self, instance: Instance) -> Instance:
+        """The instance through the reader's transform, on a shallow copy (the kept one is read again next epoch)."""
+        return instance if self.transform is None else self.transform(dict(instance))
+
+    def positions(self, indices: list[int]) -> list[int]:
+        """The positions in the file of the instances at ``indices``."""
+        return [self.first + index for index in indices] if self.first else indices
 
 
 def _instance_transform(reader: Any) -> Callable[[Instance], Instance] | None:
