@@ -42,13 +42,19 @@ def collate(instances: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     first = instances[0]
     names = list(first)
-    # Every instance's keys against the first's in one pass of C calls (no Python frame per instance); the loop
-    # below runs only to say which instance differs.
-    if not all(map(operator.eq, itertools.repeat(first.keys()), map(_keys, instances))):
+    # Same fields everywhere, checked by C calls alone (no Python frame per instance): as many keys as the first
+    # instance has, and each of its keys present (a KeyError below). Comparing the key views themselves costs
+    # four times as much (a third of a batch's collate). The loop in _raise_different_fields says which differs.
+    if set(map(len, instances)) != {len(names)}:
         _raise_different_fields(instances, set(names))
     batch: dict[str, Any] = {}
     for name in names:
-        value, mask = collate_field(list(map(operator.itemgetter(name), instances)))
+        try:
+            values = list(map(operator.itemgetter(name), instances))
+        except KeyError:
+            _raise_different_fields(instances, set(names))
+            raise
+        value, mask = collate_field(values)
         batch[name] = value
         if mask is not None:
             mask_name = f"{name}_mask"
@@ -59,9 +65,6 @@ def collate(instances: list[dict[str, Any]]) -> dict[str, Any]:
                 )
             batch[mask_name] = mask
     return batch
-
-
-_keys = operator.methodcaller("keys")
 
 
 def _raise_different_fields(instances: Sequence[dict[str, Any]], expected: set[str]) -> None:

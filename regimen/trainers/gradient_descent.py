@@ -328,7 +328,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         step_in_epoch = start_batch // self._accumulation
         for group in _groups(self._batches(self.data_loader, epoch, start_batch), self._accumulation):
             self._at = ("training", epoch, self._batches_in_epoch)  # where a crash happens (the next batch)
-            self._hooks("on_batch_start", self, list(group), epoch, step_in_epoch + 1, True, split="training")
+            if self._hooks.wants("on_batch_start"):
+                self._hooks("on_batch_start", self, list(group), epoch, step_in_epoch + 1, True, split="training")
             outputs, grad_norm = self._optimizer_step(group, totals)
             step_in_epoch += 1
             self._total_steps += 1
