@@ -207,7 +207,9 @@ def render_targets(results: dict[str, Any]) -> str:
             continue
         met = value >= target if higher else value <= target
         digits = 3 if unit == " s" else 2
-        miss = "" if met else f"{abs(value - target):.{digits}f}{unit} ({abs(value / target - 1) * 100:.0f} %)"
+        if not met and round(value, digits) == round(target, digits):
+            digits += 1  # a miss that two decimals would show as the target itself
+        miss = "" if met else f"{abs(value - target):.{digits}f}{unit} ({abs(value / target - 1) * 100:.1f} %)"
         mark = ("✓" if met else "✗") + ("?" if key in _unresolved_rows(results) else "")
         rows.append([what, f"{sign} {target:g}{unit}", f"{value:.{digits}f}{unit}", mark, miss, note])
     lines = [
