@@ -98,9 +98,21 @@ def put_directory_in_place(temporary: Path, target: Path) -> None:
         shutil.rmtree(older, ignore_errors=True)
 
 
+# The first 8 of a temporary name's 16 hex digits: this process's own, so that removing the temporaries an
+# interrupted process left need not wait for this process's writes still under way (see `made_here`).
+_PROCESS_TOKEN = secrets.token_hex(4)
+
+
 def _temporary_name(target: Path) -> Path:
-    """``.NAME.<16 hex digits>.tmp`` beside ``target``: hidden, never a checkpoint's name, unique per write."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    """``.NAME.<16 hex digits>.tmp`` beside ``target``: hidden, never a checkpoint's name, unique per write; the
+    first 8 digits name this process, the other 8 the write."""
+    return target.with_name(f".{target.name}.{_PROCESS_TOKEN}{secrets.token_hex(4)}.tmp")
+
+
+def made_here(name: str) -> bool:
+    """Whether the temporary file or directory called ``name`` was named by this process: a write of this process
+    that may still be under way, never an interrupted process's leftover."""
+    return name.endswith(".tmp") and name[-20:-12] == _PROCESS_TOKEN
 
 
 def _fsync(path: Path, flags: int) -> None:

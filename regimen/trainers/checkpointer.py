@@ -16,6 +16,7 @@ from regimen.registry import ConfigurationError, Registrable
 from regimen.trainers.atomic_files import (
     BackgroundWriter,
     link_temporary,
+    made_here,
     put_directory_in_place,
     put_in_place,
     saving,
@@ -245,9 +246,7 @@ class Checkpointer(Registrable):
         """
         position = (num_epochs_completed, num_batches_in_epoch_completed)
         model_path, training_path = self._paths(position)
-        if not self._cleaned:
-            self._writer.wait()
-            self._clean_once(training_path.parent)
+        self._clean_once(training_path.parent)
         with trainer.get_checkpoint_state() as (model_state, training_state):
             training = write_temporary(training_path, saving(training_state))
             try:
@@ -441,9 +440,9 @@ class Checkpointer(Registrable):
         return complete, incomplete
 
     def _clean_once(self, directory: Path) -> None:
-        """Before this process's first save (with no save of its own under way): create ``directory`` and delete
-        the temporary files an interrupted process left there. This process's own temporaries are always put in
-        place or removed."""
+        """Before this process's first save: create ``directory`` and delete the temporary files an interrupted
+        process left there. This process's own temporaries (`made_here`: a ``best.th`` the writer thread may be
+        writing) are left alone; they are always put in place or removed."""
         if not self._cleaned:
             directory.mkdir(parents=True, exist_ok=True)
             self._remove_temporaries(directory)
@@ -451,7 +450,7 @@ class Checkpointer(Registrable):
 
     def _remove_temporaries(self, directory: Path) -> None:
         for entry in os.scandir(directory):
-            if _TEMPORARY_NAME.match(entry.name):
+            if _TEMPORARY_NAME.match(entry.name) and not made_here(entry.name):
                 logger.info("removing %s, left by an interrupted save", entry.path)
                 _remove(Path(entry.path))
 

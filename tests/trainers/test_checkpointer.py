@@ -272,6 +272,31 @@ def test_temporary_files_never_look_like_checkpoints_and_stale_ones_go_at_the_ne
     assert names(tmp_path) == sorted([other.name, *pair(1, 0)])
 
 
+def test_the_first_save_removes_leftovers_without_waiting_for_a_best_th_still_being_written(tmp_path, monkeypatch):
+    release, real_fsync = threading.Event(), os.fsync
+
+    def slow_fsync(descriptor: int) -> None:  # best.th's write stays under way on the writer thread
+        if threading.current_thread() is not threading.main_thread() and not release.wait(10):
+            raise TimeoutError("the test did not release the writer")
+        real_fsync(descriptor)
+
+    leftover = tmp_path / ".model_state_e9_b0.th.0123456789abcdef.tmp"  # an interrupted process's
+    torch.save({"weight": torch.zeros(1)}, leftover)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    checkpointer = build(tmp_path)
+    best = {"weight": torch.ones(3, 2)}
+    checkpointer.save_best_model(best)
+    started = time.monotonic()
+    checkpointer.save_checkpoint(StandInTrainer(step=1, model_state=best), 1, 0)
+    assert time.monotonic() - started < 5  # it did not wait for the writer (which waits up to 10 s)
+    assert not leftover.exists()
+    assert [name for name in names(tmp_path) if name.startswith(".best.th.")], "best.th's own temporary file is kept"
+    release.set()
+    checkpointer.wait()
+    assert names(tmp_path) == sorted(["best.th", *pair(1, 0)])
+    assert torch.equal(checkpointer.load_checkpoint()[0]["weight"], best["weight"])
+
+
 # ---- corrupt checkpoints ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["truncate the model state", "garbage training state"])
 def test_an_unloadable_newest_checkpoint_falls_back_to_the_previous_one_with_an_error(tmp_path, caplog, damage):
