@@ -14,7 +14,7 @@ all contenders must agree, which shows they did the same work.
 Run one worker by hand: ``python -m benchmarks.step_overhead --worker regimen_defaults --workload tiny``; add
 ``--profile FILE`` for cProfile statistics of the training call (read them with ``python -m pstats FILE``), and
 ``--epochs E`` (or ``--train-batches``, ``--validation-batches``) to change the workload's length (the
-instructions suite runs the workers under cachegrind at two lengths).
+instructions suite runs the workers under cachegrind at several lengths).
 """
 
 from __future__ import annotations
