@@ -53,9 +53,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for package in getattr(args, "include_package", []):
             import_module_and_submodules(package)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        _leave_if_a_worker(code)
+        return code
     except ConfigurationError as error:
         if os.environ.get("REGIMEN_DEBUG") == "1":
             traceback.print_exc()
         print(f"regimen: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIGURATION_ERROR
+
+
+def _leave_if_a_worker(code: int) -> None:
+    """A command that ran as a worker of a torch.distributed group (one started by torchrun) ends here, without the
+    interpreter's teardown, which can abort such a process after a successful run (see
+    ``regimen.trainers.distributed.leave_at_once``). Every other command returns as usual."""
+    distributed = sys.modules.get("regimen.trainers.distributed")  # not imported: no group was joined
+    if distributed is not None and distributed.ProcessGroupDistributed.joined:
+        distributed.leave_at_once(code)

@@ -28,7 +28,7 @@ from datetime import timedelta
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -194,6 +194,8 @@ class ProcessGroupDistributed(Distributed):
     Each method is one collective that every worker must call, in the same order.
     """
 
+    joined = False  # whether this process has been a worker of a process group (see `leave_at_once`)
+
     def __init__(self, local_rank: int, device: torch.device | str, find_unused_parameters: bool = False) -> None:
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError(
@@ -201,6 +203,7 @@ class ProcessGroupDistributed(Distributed):
                 "build it with init_process_group() or from_torchrun_environment()"
             )
         super().__init__(device)
+        ProcessGroupDistributed.joined = True
         self._rank = dist.get_rank()
         self._world_size = dist.get_world_size()
         self._local_rank = local_rank
@@ -586,6 +589,8 @@ def _run_worker(local_rank: int, worker: Callable[..., Any], args: tuple, errors
     """
     try:
         worker(local_rank, *args)
+    except SystemExit as stop:  # the worker's own exit status (a preempted run's 75)
+        leave_at_once(stop.code if isinstance(stop.code, int) else int(stop.code is not None))
     except Exception as error:
         record = {
             "time": getattr(error, FAILURE_TIME_ATTRIBUTE, time.time()),
@@ -598,23 +603,24 @@ def _run_worker(local_rank: int, worker: Callable[..., Any], args: tuple, errors
         temporary.write_text(json.dumps(record))
         os.replace(temporary, path)
         raise
-    _leave_at_once()
+    leave_at_once(0)
 
 
-def _leave_at_once() -> None:
-    """End a worker whose work is done, skipping the interpreter's teardown.
+def leave_at_once(code: int) -> NoReturn:
+    """End a worker whose work is done with exit status ``code``, skipping the interpreter's teardown.
 
     ``destroy_process_group`` drops only torch's own references to the group: DDP's reducer (and anything else that
     holds the model) keeps the Gloo backend alive until the interpreter finalises its modules, and Gloo's threads
     destroyed then can abort the process ("terminate called without an active exception", SIGABRT) after a run
-    that succeeded. Every file of the run is written and closed by now; only the log handlers and standard streams
+    that succeeded. Called once every file of the run is written and closed (`spawn_workers`' processes, and the
+    CLI for a torchrun worker: see ``ProcessGroupDistributed.joined``); only the log handlers and standard streams
     need flushing.
     """
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _note_failure_time(error: BaseException) -> None:

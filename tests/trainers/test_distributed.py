@@ -10,6 +10,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -343,3 +345,21 @@ def test_a_process_group_runtime_needs_an_initialised_group():
         "ProcessGroupDistributed needs an initialised torch.distributed process group; "
         "build it with init_process_group() or from_torchrun_environment()"
     )
+
+
+def test_leave_at_once_exits_with_its_code_and_loses_no_output(tmp_path):
+    # How a finished worker ends (without the interpreter's teardown, where Gloo can abort it): what it printed
+    # and logged is still written, and the exit status is the one given.
+    script = (
+        "import logging, sys\n"
+        f"logging.basicConfig(filename={str(tmp_path / 'out.log')!r}, level=logging.INFO)\n"
+        "from regimen.trainers.distributed import leave_at_once\n"
+        "logging.info('logged before leaving')\n"
+        "sys.stdout.write('printed without a newline')\n"
+        "leave_at_once(75)\n"
+        "print('never reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 75, done.stderr
+    assert done.stdout == "printed without a newline"
+    assert "logged before leaving" in (tmp_path / "out.log").read_text()
