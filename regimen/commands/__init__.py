@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("REGIMEN_DEBUG") == "1":
             traceback.print_exc()
         print(f"regimen: configuration error: {error}", file=sys.stderr)
+        _leave_if_a_worker(EXIT_CONFIGURATION_ERROR)
         return EXIT_CONFIGURATION_ERROR
 
 
 def _leave_if_a_worker(code: int) -> None:
-    """A command that ran as a worker of a torch.distributed group (one started by torchrun) ends here, without the
-    interpreter's teardown, which can abort such a process after a successful run (see
+    """A command that ran as a worker of a torch.distributed group (one started by torchrun) ends here, with its
+    exit status but without the interpreter's teardown, which can abort such a process (see
     ``regimen.trainers.distributed.leave_at_once``). Every other command returns as usual."""
     distributed = sys.modules.get("regimen.trainers.distributed")  # not imported: no group was joined
     if distributed is not None and distributed.ProcessGroupDistributed.joined:

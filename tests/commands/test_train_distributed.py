@@ -245,6 +245,20 @@ def test_a_two_worker_run_started_by_torchrun(tmp_path):
     assert {"out_worker0.log", "out_worker1.log"} <= {p.name for p in directory.iterdir()}
 
 
+def test_a_bad_data_row_in_a_torchrun_job_is_each_worker_s_exit_2_naming_the_row(tmp_path):
+    # Found once the workers have joined their group (each reads its data then), and reported as without torchrun.
+    directory = tmp_path / "run"
+    bad = str(FIXTURES / "data" / "bad_value.csv")
+    command = torchrun(directory, "-o", json.dumps({"test_data_path": bad}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.count("regimen: configuration error: test_data_path: ") == 2, result.stderr
+    assert "bad_value.csv:3: column \"x2\": expected a number, got 'oops'" in result.stderr
+    assert "exitcode  : 2" in result.stderr and "SIGABRT" not in result.stderr, result.stderr
+    assert not directory.exists()
+
+
 def test_a_two_worker_run_killed_mid_epoch_continues_in_one_process(tmp_path):
     # Checkpoints every 2 batches and none at epoch ends: the newest is in the middle of an epoch, 2 batches into
     # it for each worker, so 4 of the epoch's 50 batches are trained; one process starts the epoch at its batch 4.
