@@ -590,6 +590,8 @@ def _run_worker(local_rank: int, worker: Callable[..., Any], args: tuple, errors
     try:
         worker(local_rank, *args)
     except SystemExit as stop:  # the worker's own exit status (a preempted run's 75)
+        if stop.code is not None and not isinstance(stop.code, int):
+            print(stop.code, file=sys.stderr)  # as Python itself reports sys.exit("message"), with status 1
         leave_at_once(stop.code if isinstance(stop.code, int) else int(stop.code is not None))
     except Exception as error:
         record = {

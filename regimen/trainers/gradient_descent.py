@@ -521,7 +521,8 @@ class GradientDescentTrainer(CheckpointedState, Trainer):
         with torch.inference_mode():
             for number, batch in enumerate(self._batches(loader, epoch), start=1):
                 self._at = (split, epoch, number - 1)
-                self._hooks("on_batch_start", self, [batch], epoch, number, False, split=split)
+                if self._hooks.wants("on_batch_start"):
+                    self._hooks("on_batch_start", self, [batch], epoch, number, False, split=split)
                 output = self._run_batch(batch, for_training=False)
                 totals.add(output, batch)
                 batch_metrics = RunningMetrics(totals, "", self.model)

@@ -143,6 +143,11 @@ def raising_worker(rank: int, port: int, directory: Path) -> None:
             raise
 
 
+def exiting_worker(rank: int) -> None:
+    # A worker that ends itself, as a preempted one does with 75; rank 1 with a message, as sys.exit allows.
+    sys.exit(75 if rank == 0 else "stopping: the data ran out")
+
+
 def killed_worker(rank: int, directory: Path) -> None:
     ready = directory / "rank0-ready"
     if rank == 1:
@@ -247,6 +252,13 @@ def test_a_worker_killed_by_a_signal_is_named_and_the_other_is_killed_despite_ig
     assert str(caught.value) == "worker 1 failed: killed by signal SIGKILL"
     assert (caught.value.exit_code, caught.value.traceback) == (-signal.SIGKILL, None)
     assert (tmp_path / "rank0-ready").exists()
+
+
+def test_a_worker_s_own_exit_status_and_message_are_kept(capfd):
+    with pytest.raises(WorkerFailed) as caught:
+        spawn_workers(exiting_worker, (), 2, grace_period_s=5)
+    assert caught.value.exit_code in (75, 1)  # whichever the launcher saw first; both are theirs, not a signal
+    assert "stopping: the data ran out" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize(
